@@ -1,0 +1,34 @@
+"""Nearest neighbours with FAISS: arrays in, ``(scores, indices)`` out, like FAISS's own helpers.
+
+Exact search only (``IndexFlatIP`` / ``IndexFlatL2``): the candidates it returns are evidence
+in a report, and an approximate index could drop the one that matters.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def knn_cosine(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k cosine similarities (descending) and base indices for each query row."""
+    xb, xq = normalize_rows(base), normalize_rows(queries)
+    index = faiss.IndexFlatIP(xb.shape[1])
+    index.add(xb)
+    sims, idx = index.search(xq, min(k, len(xb)))
+    return np.clip(sims, -1.0, 1.0), idx
+
+
+def knn_l2(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k squared L2 distances (ascending) and base indices for each query row."""
+    xb = np.ascontiguousarray(base, dtype=np.float32)
+    index = faiss.IndexFlatL2(xb.shape[1])
+    index.add(xb)
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(xb)))
