@@ -16,10 +16,11 @@ def load_stats(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     p = Path(path)
     try:
         with np.load(p, allow_pickle=False) as data:
+            missing = [k for k in ("mu", "sigma") if k not in data.files]
+            if missing:
+                raise StatsError(f"statistics file '{p}' has no '{missing[0]}' array — write it with "
+                                 f"pytorch-fid --save-stats or gandit score --save-stats")
             mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
-    except KeyError as err:
-        raise StatsError(f"statistics file '{p}' has no {err} array — write it with pytorch-fid "
-                         f"--save-stats or gandit score --save-stats") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise StatsError(f"cannot read statistics file '{p}': {str(err).splitlines()[0]} — "
                          f"pass a pytorch-fid .npz with mu and sigma") from None
