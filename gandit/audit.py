@@ -25,7 +25,7 @@ from gandit.features.cache import FeatureCache, default_cache_dir
 from gandit.features.embed import InceptionExtractor, TrainFeatures, embed_images, embed_training_set
 from gandit.features.inception import resolve_weights
 from gandit.features.pixels import image_to_thumbnail
-from gandit.forensics.copy import CopyMatch, detect_copies
+from gandit.forensics.copy import K_INCEPTION, CopyMatch, detect_copies
 from gandit.images import ImageSet
 from gandit.intake import read_submission
 from gandit.metrics import features_to_fid, features_to_memorization_distance, fid_to_mifid
@@ -134,8 +134,9 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
     thumbs = np.stack([image_to_thumbnail(p) for p in pixels]) if pixels else np.zeros((0, 32, 32, 3), np.uint8)
 
     metrics = compute_metrics(feats, train.inception, rules.metric.mifid_epsilon)
-    nn_sims = knn_cosine(feats, train.inception, 1)[0][:, 0] if len(feats) else np.zeros(0)
-    copies = detect_copies(feats, thumbs, train.inception, train.thumbs)
+    sims, neighbours = knn_cosine(feats, train.inception, K_INCEPTION) if len(feats) else (np.zeros((0, 1)), None)
+    nn_sims = sims[:, 0]
+    copies = detect_copies(feats, thumbs, train.inception, train.thumbs, neighbours)
 
     variants = (preprocessing, "kaggle2019" if preprocessing == "center-crop" else "center-crop")
     images: list[ImageResult] = []

@@ -97,12 +97,11 @@ def thumbnails_to_copy_score(query: np.ndarray, reference: np.ndarray) -> tuple[
     return best
 
 
-def copy_candidates(query_inception: np.ndarray, query_thumbs: np.ndarray,
-                    train_inception: np.ndarray, train_thumbs: np.ndarray,
-                    k_inception: int = K_INCEPTION, k_pixels: int = K_PIXELS) -> np.ndarray:
-    """Candidate training indices (N, K) from both searches (-1 pads)."""
+def copy_candidates(by_features: np.ndarray, query_thumbs: np.ndarray, train_thumbs: np.ndarray,
+                    k_pixels: int = K_PIXELS) -> np.ndarray:
+    """Candidate training indices (N, K): the feature neighbours ``by_features`` (N, k) plus
+    the pixel neighbours of each query and its mirror; -1 pads."""
     n, m, variants = len(query_thumbs), len(train_thumbs), train_thumbs.shape[1]
-    _, by_features = knn_cosine(query_inception, train_inception, k_inception)
     base = thumbnails_to_descriptors(train_thumbs.reshape(m * variants, *train_thumbs.shape[2:]))
     found = [by_features]
     for q in (query_thumbs, mirror(query_thumbs)):
@@ -136,9 +135,13 @@ def verify_copies(query_thumbs: np.ndarray, train_thumbs: np.ndarray,
 
 @register("copy")
 def detect_copies(query_inception: np.ndarray, query_thumbs: np.ndarray,
-                  train_inception: np.ndarray, train_thumbs: np.ndarray) -> list[CopyMatch | None]:
-    """For each submitted image, its best copy match (or None when no candidate exists)."""
+                  train_inception: np.ndarray, train_thumbs: np.ndarray,
+                  by_features: np.ndarray | None = None) -> list[CopyMatch | None]:
+    """For each submitted image, its best copy match (or None when no candidate exists).
+    ``by_features``: the caller's Inception top-k indices, when it has searched already."""
     if len(query_thumbs) == 0 or len(train_thumbs) == 0:
         return [None] * len(query_thumbs)
-    cands = copy_candidates(query_inception, query_thumbs, train_inception, train_thumbs)
+    if by_features is None:
+        by_features = knn_cosine(query_inception, train_inception, K_INCEPTION)[1]
+    cands = copy_candidates(by_features, query_thumbs, train_thumbs)
     return verify_copies(query_thumbs, train_thumbs, cands)
