@@ -46,4 +46,4 @@ def print_summary(result: dict[str, Any], console: Console) -> None:
         waived = " [waived]" if i["waived"] else ""
         console.print(Text(f"  {i['kind']:<6} {i['score']:.3f}  {i['name']}{where}{waived}"))
     if len(flagged) > SHOWN_FLAGS:
-        console.print(f"  … and {len(flagged) - SHOWN_FLAGS} more flagged images (see --json / --report)")
+        console.print(f"  … and {len(flagged) - SHOWN_FLAGS} more flagged images (see --json)")
