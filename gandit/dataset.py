@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +121,3 @@ def preprocess(photo: np.ndarray, mode: str, size: tuple[int, int]) -> np.ndarra
         im = im.resize(tuple(size), Image.Resampling.LANCZOS)
     return np.asarray(im, dtype=np.uint8)
 
-
-def iter_batches(items: list, batch_size: int) -> Iterator[list]:
-    for start in range(0, len(items), batch_size):
-        yield items[start:start + batch_size]

@@ -45,12 +45,6 @@ class InceptionExtractor:
         return embed_batch(self._model, images, self.device)
 
 
-@register("thumbnail")
-def thumbnails(images: list[np.ndarray]) -> np.ndarray:
-    """uint8 (N, 32, 32, 3) area-averaged thumbnails."""
-    return np.stack([image_to_thumbnail(im) for im in images])
-
-
 THUMB_TAG = f"thumbnail/{THUMB}/1"
 
 
