@@ -22,7 +22,8 @@ from gandit.checks import Check, names_phrase
 from gandit.dataset import TrainingSet, center_crop_box, scan_training_set
 from gandit.errors import UsageError
 from gandit.features.cache import FeatureCache, default_cache_dir
-from gandit.features.embed import InceptionExtractor, TrainFeatures, embed_images, embed_training_set
+from gandit.features.embed import (InceptionExtractor, TrainFeatures, embed_images, embed_training_set,
+                                   preprocessing_variants)
 from gandit.features.inception import resolve_weights
 from gandit.features.pixels import image_to_thumbnail
 from gandit.forensics.copy import K_INCEPTION, CopyMatch, detect_copies
@@ -32,7 +33,7 @@ from gandit.metrics import features_to_fid, features_to_memorization_distance, f
 from gandit.progress import SILENT, ProgressReporter
 from gandit.report.result import AuditResult, ImageResult, Match, Metrics, SubmissionSummary
 from gandit.rules import Rules, format_checks, load_rules
-from gandit.search import knn_cosine
+from gandit.search import knn_cosine, normalize_rows
 from gandit.waivers import load_waivers
 
 DETECTORS_RUN = ("copy",)
@@ -138,13 +139,13 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
     nn_sims = sims[:, 0]
     copies = detect_copies(feats, thumbs, train.inception, train.thumbs, neighbours)
 
-    variants = (preprocessing, "kaggle2019" if preprocessing == "center-crop" else "center-crop")
+    variants = preprocessing_variants(preprocessing)
     images: list[ImageResult] = []
-    train_unit = train.inception / np.linalg.norm(train.inception, axis=1, keepdims=True).clip(1e-12)
-    for entry, feat, nn, match in zip(sub.images, feats, nn_sims, copies):
+    train_unit, sub_unit = normalize_rows(train.inception), normalize_rows(feats)
+    for entry, unit, nn, match in zip(sub.images, sub_unit, nn_sims, copies):
         kind, score, matches = None, 0.0, []
         if match is not None and match.score > 0:
-            similarity = float(feat @ train_unit[match.train] / max(np.linalg.norm(feat), 1e-12))
+            similarity = float(unit @ train_unit[match.train])
             kind, m = copy_to_match(match, inputs, train, variants, similarity)
             score, matches = match.score, [m]
         flagged = kind is not None and score >= inputs.thresholds[kind]
@@ -154,9 +155,9 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
 
     counted = [i for i in images if i.flagged and not i.waived]
     checks.append(flagged_check(counted, rules.verdict.max_flagged))
+    fingerprint = inputs.training.fingerprint(preprocessing, size)
     if inputs.calibration and inputs.calibration.train_fingerprint not in (None, ""):
-        fp = inputs.training.fingerprint(preprocessing, size)
-        if fp != inputs.calibration.train_fingerprint:
+        if fingerprint != inputs.calibration.train_fingerprint:
             checks.append(Check("calibration.fingerprint", "warn",
                                 "the calibration was made on another training set (fingerprints differ): "
                                 "its thresholds may not fit this one"))
@@ -171,7 +172,7 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
         "device": inputs.extractor.device,
         "detectors": list(DETECTORS_RUN),
         "submission_sha256": sub.sha256,
-        "train_fingerprint": inputs.training.fingerprint(preprocessing, size),
+        "train_fingerprint": fingerprint,
         "train_images": len(train.relpaths),
         "train_skipped": [{"train": r, "reason": why} for r, why in train.skipped],
         "calibration": None if inputs.calibration is None else

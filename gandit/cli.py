@@ -213,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     except GanditError as err:
         print(f"gandit: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a cache or output that cannot be written mid-run (disk full, permissions)
+        where = f" '{err.filename}'" if err.filename else ""
+        print(f"gandit: error: cannot write{where}: {err.strerror or err} — free space or fix the "
+              f"permissions, or pass --cache DIR / --no-cache", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("gandit: interrupted (cached features are kept; run again to resume)", file=sys.stderr)
         return 130

@@ -204,7 +204,8 @@ def test_hostile_entries_are_named_failed_checks_and_nothing_is_written_outside(
 
 
 @pytest.mark.parametrize("case", ["missing_train", "empty_train", "bad_rules", "unopenable_archive",
-                                  "missing_submission", "json_dir_missing", "bad_waivers", "bad_flag"])
+                                  "missing_submission", "json_dir_missing", "bad_waivers", "bad_flag",
+                                  "cache_unwritable"])
 def test_inputs_that_stop_the_run_give_one_line_and_exit_2_with_no_outputs(
         case, samples, feature_cache, tmp_path, capsys):
     train, submission = samples / "train", samples / "submissions" / "honest.zip"
@@ -233,7 +234,15 @@ def test_inputs_that_stop_the_run_give_one_line_and_exit_2_with_no_outputs(
         extra = ["--waivers", str(waivers)]
     elif case == "bad_flag":
         extra = ["--frobnicate"]
-    args = ["audit", str(submission), "--train", str(train), "--cache", str(feature_cache), "--device", "cpu",
+    cache = feature_cache
+    if case == "cache_unwritable":  # the cache's layout is blocked by a file: writing fails mid-run
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        (cache / "v1").write_text("not a folder")
+        train = tmp_path / "train"
+        train.mkdir()
+        shutil.copy(next((samples / "train" / "emoji").glob("*.png")), train / "a.png")
+    args = ["audit", str(submission), "--train", str(train), "--cache", str(cache), "--device", "cpu",
             "--json", str(out / "r.json"), "--junit", str(out / "j.xml")]
     if case == "json_dir_missing":
         args = args[:-4] + extra

@@ -59,11 +59,10 @@ def halve(x: np.ndarray) -> np.ndarray:
 def thumbnails_to_agreement(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """PSNR (dB) and explained variance of ``query`` against ``reference`` images.
 
-    Both (..., T, T, 3), uint8 or float in [0, 1], broadcastable; returns arrays of the
-    broadcast leading shape.
+    Both float (..., T, T, 3) in [0, 1], broadcastable; returns arrays of the broadcast
+    leading shape.
     """
-    q = query.astype(np.float32) / 255.0 if query.dtype == np.uint8 else query
-    r = reference.astype(np.float32) / 255.0 if reference.dtype == np.uint8 else reference
+    q, r = query, reference
     mse = ((q - r) ** 2).mean(axis=(-3, -2, -1))
     var = r.var(axis=(-3, -2, -1))
     psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
