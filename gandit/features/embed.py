@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class InceptionExtractor:
         return embed_batch(self._model, images, self.device)
 
 
-THUMB_TAG = f"thumbnail/{THUMB}/1"
+PIXELS_TAG = "pixels/2"   #: both preprocessing variants at the comparison size, and the photo's size
 
 
 def pixels_digest(image: np.ndarray) -> str:
@@ -60,9 +61,25 @@ class TrainFeatures:
 
     relpaths: list[str]
     inception: np.ndarray          #: float32 (M, 2048), primary preprocessing
-    thumbs: np.ndarray             #: uint8 (M, 2, 32, 32, 3): [primary, other preprocessing]
+    pixels: np.ndarray             #: uint8 (M, 2, H, W, 3): [primary, other preprocessing] at the comparison size
+    photo_sizes: np.ndarray        #: int64 (M, 2): (width, height) of each photo after EXIF orientation
+    variants: tuple[str, str] = ("center-crop", "kaggle2019")
     skipped: list[tuple[str, str]] = field(default_factory=list)   #: (relpath, why)
     embedded: int = 0              #: Inception forwards this run (0 on a warm cache)
+
+    @cached_property
+    def thumbs(self) -> np.ndarray:
+        """uint8 (M, 2, 32, 32, 3) area-averaged thumbnails of both variants."""
+        if self.pixels.shape[2:4] == (THUMB, THUMB) or len(self.pixels) == 0:
+            return self.pixels if len(self.pixels) else np.zeros((0, 2, THUMB, THUMB, 3), np.uint8)
+        m, v = self.pixels.shape[:2]
+        flat = self.pixels.reshape(m * v, *self.pixels.shape[2:])
+        return np.stack([image_to_thumbnail(p) for p in flat]).reshape(m, v, THUMB, THUMB, 3)
+
+    @property
+    def canvas_variant(self) -> int:
+        """Index of the whole-photo (squashed) variant: the canvas that crops are searched on."""
+        return self.variants.index("kaggle2019")
 
 
 def preprocessing_variants(primary: str) -> tuple[str, str]:
@@ -77,17 +94,18 @@ def embed_training_set(training: TrainingSet, preprocessing: str, size: tuple[in
     variants = preprocessing_variants(preprocessing)
     n = len(training.files)
     inception = np.zeros((n, FEATURE_DIM), np.float32)
-    thumbs = np.zeros((n, len(variants), THUMB, THUMB, 3), np.uint8)
+    pixels = np.zeros((n, len(variants), size[1], size[0], 3), np.uint8)
+    sizes = np.zeros((n, 2), np.int64)
     ok = np.zeros(n, bool)
     skipped: list[tuple[str, str]] = []
     keys = []
     for i, f in enumerate(training.files):
         base = make_key("train", f.sha256, preprocessing, f"{size[0]}x{size[1]}")
-        keys.append((make_key(base, extractor.tag), make_key(base, THUMB_TAG)))
-        feat, thumb = cache.get(keys[i][0]), cache.get(keys[i][1])
-        if feat is not None and thumb is not None and feat.shape == (FEATURE_DIM,) \
-                and thumb.shape == thumbs.shape[1:]:
-            inception[i], thumbs[i], ok[i] = feat, thumb, True
+        keys.append((make_key(base, extractor.tag), make_key(base, PIXELS_TAG), make_key(base, PIXELS_TAG, "size")))
+        feat, pix, wh = cache.get(keys[i][0]), cache.get(keys[i][1]), cache.get(keys[i][2])
+        if feat is not None and pix is not None and wh is not None and feat.shape == (FEATURE_DIM,) \
+                and pix.shape == pixels.shape[1:] and wh.shape == (2,):
+            inception[i], pixels[i], sizes[i], ok[i] = feat, pix, wh, True
     todo = [i for i in range(n) if not ok[i]]
     embedded = 0
     with progress.task("embedding training images", len(todo)) as advance:
@@ -100,7 +118,8 @@ def embed_training_set(training: TrainingSet, preprocessing: str, size: tuple[in
                     skipped.append((training.files[i].relpath, str(err)))
                     continue
                 prepared = [preprocess(photo, mode, size) for mode in variants]
-                thumbs[i] = np.stack([image_to_thumbnail(p) for p in prepared])
+                pixels[i] = np.stack(prepared)
+                sizes[i] = (photo.shape[1], photo.shape[0])
                 batch.append(i)
                 primaries.append(prepared[0])
             if batch:
@@ -108,12 +127,13 @@ def embed_training_set(training: TrainingSet, preprocessing: str, size: tuple[in
                 embedded += len(batch)
                 for i in batch:
                     cache.put(keys[i][0], inception[i])
-                    cache.put(keys[i][1], thumbs[i])
+                    cache.put(keys[i][1], pixels[i])
+                    cache.put(keys[i][2], sizes[i])
                     ok[i] = True
             advance(len(todo[start:start + extractor.batch_size]))
     keep = np.flatnonzero(ok)
-    return TrainFeatures([training.files[i].relpath for i in keep], inception[keep], thumbs[keep],
-                         sorted(skipped), embedded)
+    return TrainFeatures([training.files[i].relpath for i in keep], inception[keep], pixels[keep], sizes[keep],
+                         variants, sorted(skipped), embedded)
 
 
 def embed_images(images: list[np.ndarray], extractor: InceptionExtractor, cache: FeatureCache,
