@@ -25,8 +25,12 @@ from gandit.features.cache import FeatureCache, default_cache_dir
 from gandit.features.embed import (InceptionExtractor, TrainFeatures, embed_images, embed_training_set,
                                    preprocessing_variants)
 from gandit.features.inception import resolve_weights
+from gandit.dataset import load_photo, preprocess
+from gandit.datacopy import ct_statistic
 from gandit.features.pixels import image_to_thumbnail
-from gandit.forensics.copy import K_INCEPTION, CopyMatch, detect_copies
+from gandit.forensics.align import canvases_to_box_index
+from gandit.forensics.analyze import KINDS, Finding, Source, TrainPixels, analyze_images
+from gandit.forensics.copy import K_INCEPTION, detect_copies
 from gandit.images import ImageSet
 from gandit.intake import read_submission
 from gandit.metrics import features_to_fid, features_to_memorization_distance, fid_to_mifid
@@ -36,7 +40,10 @@ from gandit.rules import Rules, format_checks, load_rules
 from gandit.search import knn_cosine, normalize_rows
 from gandit.waivers import load_waivers
 
-DETECTORS_RUN = ("copy",)
+DETECTORS_RUN = KINDS
+#: Matches of images scoring at least this share of their kind's threshold get the Inception
+#: similarity of the matched region (one forward each); others report the whole photo's.
+EMBED_REGIONS_FROM = 0.5
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class AuditOptions:
     calibration: Path | None = None
     waivers: Path | None = None
     weights: Path | None = None
+    holdout: Path | None = None
     device: str = "auto"
     cache: Path | None = None          #: None → the user cache dir
     no_cache: bool = False
@@ -83,6 +91,7 @@ class Inputs:
     calibration: Calibration | None
     waivers: dict[str, str]
     training: TrainingSet
+    holdout: TrainingSet | None
     extractor: InceptionExtractor
     submission: ImageSet
     cache: FeatureCache
@@ -93,33 +102,108 @@ def load_inputs(options: AuditOptions) -> Inputs:
     calibration = load_calibration(options.calibration) if options.calibration else None
     waivers = load_waivers(options.waivers) if options.waivers else {}
     training = scan_training_set(options.train)
+    holdout = scan_training_set(options.holdout, what="held-out") if options.holdout else None
     weights = resolve_weights(options.weights)
     device = resolve_device(options.device)
     submission = read_submission(options.submission, rules.limits)
-    return Inputs(rules, effective_thresholds(rules.thresholds, calibration), calibration, waivers, training,
+    return Inputs(rules, effective_thresholds(rules.thresholds, calibration), calibration, waivers, training, holdout,
                   InceptionExtractor(weights, device), submission, open_cache(options.cache, options.no_cache))
 
 
-def photo_size(path: Path) -> tuple[int, int]:
-    """(width, height) of a training photo after EXIF orientation, from its header."""
-    with Image.open(path) as im:
-        w, h = im.size
-        if im.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated a quarter turn
-            w, h = h, w
-    return w, h
+def source_box(source: Source, train: TrainFeatures) -> list[int] | None:
+    """The matched region in the training photo's own pixels (after EXIF orientation):
+    ``None`` for the whole photo."""
+    width, height = (int(v) for v in train.photo_sizes[source.photo])
+    mode = train.variants[source.variant]
+    if source.box is None:
+        if mode == "center-crop" and width != height:
+            return list(center_crop_box(width, height))
+        return None
+    ch, cw = train.pixels.shape[2:4]
+    x, y, w, h = source.box
+    sx, sy = width / cw, height / ch
+    x0, y0 = int(round(x * sx)), int(round(y * sy))
+    x1, y1 = int(round((x + w) * sx)), int(round((y + h) * sy))
+    x0, y0 = max(0, min(x0, width - 1)), max(0, min(y0, height - 1))
+    return [x0, y0, max(1, min(x1, width) - x0), max(1, min(y1, height) - y0)]
 
 
-def copy_to_match(match: CopyMatch, inputs: Inputs, train: TrainFeatures, variants: tuple[str, str],
-                  similarity: float) -> tuple[str, Match]:
-    """The kind and evidence of a copy-detector match: the whole photo (``copy``) or its centred
-    square (``crop``, with the box in the photo's own pixels) when the photo is not square."""
-    relpath = train.relpaths[match.train]
-    box = None
-    if variants[match.variant] == "center-crop":
-        width, height = photo_size(inputs.training.root / relpath)
-        if width != height:
-            box = list(center_crop_box(width, height))
-    return ("crop" if box else "copy"), Match(relpath, similarity, None, box, match.flip)
+def region_pixels(path: Path, box: list[int] | None, flip: bool, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """The matched region of a training photo at the comparison size, as the submission shows it."""
+    photo = load_photo(path)
+    if box is None:
+        out = preprocess(photo, mode, size)
+    else:
+        x, y, w, h = box
+        out = np.asarray(Image.fromarray(photo).crop((x, y, x + w, y + h))
+                         .resize(size, Image.Resampling.LANCZOS), dtype=np.uint8)
+    return np.ascontiguousarray(out[:, ::-1]) if flip else out
+
+
+def findings_to_matches(findings: list[Finding], feats: np.ndarray, inputs: Inputs, train: TrainFeatures,
+                        size: tuple[int, int], progress: ProgressReporter) -> list[list[Match]]:
+    """Evidence per image: training path, Inception similarity of the matched region, weight,
+    box (training photo pixels) and mirroring."""
+    sub_unit, train_unit = normalize_rows(feats), normalize_rows(train.inception)
+    regions: dict[tuple, np.ndarray | None] = {}
+    wanted: list[tuple] = []
+    for f in findings:
+        if f.kind is None or f.score < EMBED_REGIONS_FROM * inputs.thresholds.get(f.kind, 0.5):
+            continue
+        for s in f.sources:
+            if not (s.box is None and s.variant == 0):
+                key = (s.photo, tuple(source_box(s, train) or ()), s.flip, s.variant)
+                if key not in regions:
+                    regions[key] = None
+                    wanted.append(key)
+    pixels, keys = [], []
+    for key in wanted:
+        photo, box, flip, variant = key
+        try:
+            pixels.append(region_pixels(inputs.training.root / train.relpaths[photo], list(box) or None, flip,
+                                        train.variants[variant], size))
+            keys.append(key)
+        except ValueError:  # the photo became unreadable since it was embedded
+            continue
+    if pixels:
+        region_feats = normalize_rows(embed_images(pixels, inputs.extractor, inputs.cache, progress,
+                                                   "embedding matched regions"))
+        regions.update(zip(keys, region_feats))
+    out = []
+    for f, unit in zip(findings, sub_unit):
+        matches = []
+        for s in f.sources:
+            box = source_box(s, train)
+            key = (s.photo, tuple(box or ()), s.flip, s.variant)
+            ref = regions.get(key)
+            if s.box is None and s.variant == 0:
+                ref = train_unit[s.photo]
+            similarity = float(unit @ ref) if ref is not None else float(unit @ train_unit[s.photo])
+            matches.append(Match(train.relpaths[s.photo], similarity, s.weight, box, s.flip))
+        matches.sort(key=lambda m: (-(m.weight or 0.0), -(m.similarity or 0.0), m.train))
+        out.append(matches)
+    return out
+
+
+def data_copying(train: TrainFeatures, holdout: np.ndarray | None, generated: np.ndarray,
+                 cells: int) -> dict:
+    """Meehan et al.'s C_T test; ``statistic`` and ``p_value`` null with the reason when it
+    cannot be computed (no --holdout, or too few images for the cells)."""
+    out = {"test": "C_T", "statistic": None, "p_value": None, "cells": None, "holdout_images": None,
+           "note": "no --holdout: pass held-out real images to run the data-copying test"}
+    if holdout is None:
+        return out
+    out["holdout_images"] = int(len(holdout))
+    # each cell needs > 20 generated images (the authors' tau) and some held-out and training ones
+    n_cells = max(1, min(cells, len(generated) // 40, len(holdout) // 10, len(train.inception) // 10))
+    try:
+        res = ct_statistic(train.inception, holdout, generated, n_cells=n_cells, seed=0)
+    except ValueError as err:
+        out["note"] = f"C_T not computed: {err}"
+        return out
+    out.update(statistic=float(res.statistic), p_value=float(res.p_value), cells=int(res.cells_used),
+               note="C_T << 0: submitted images are closer to training images than held-out real images are")
+    return out
 
 
 def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs: Inputs | None = None) -> AuditResult:
@@ -138,20 +222,35 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
     sims, neighbours = knn_cosine(feats, train.inception, K_INCEPTION) if len(feats) else (np.zeros((0, 1)), None)
     nn_sims = sims[:, 0]
     copies = detect_copies(feats, thumbs, train.inception, train.thumbs, neighbours)
+    index = canvases_to_box_index(np.asarray(
+        [image_to_thumbnail(c, 32) for c in train.pixels[:, train.canvas_variant]], dtype=np.uint8).reshape(-1, 32, 32, 3))
+    findings = analyze_images(pixels, copies, neighbours, TrainPixels(train.pixels, train.canvas_variant,
+                                                          train.photo_sizes[:, 0] / train.photo_sizes[:, 1]), index,
+                              inputs.thresholds, progress)
+    all_matches = findings_to_matches(findings, feats, inputs, train, size, progress)
 
-    variants = preprocessing_variants(preprocessing)
     images: list[ImageResult] = []
-    train_unit, sub_unit = normalize_rows(train.inception), normalize_rows(feats)
-    for entry, unit, nn, match in zip(sub.images, sub_unit, nn_sims, copies):
-        kind, score, matches = None, 0.0, []
-        if match is not None and match.score > 0:
-            similarity = float(unit @ train_unit[match.train])
-            kind, m = copy_to_match(match, inputs, train, variants, similarity)
-            score, matches = match.score, [m]
+    for entry, nn, finding, matches in zip(sub.images, nn_sims, findings, all_matches):
+        kind, score = finding.kind, finding.score
         flagged = kind is not None and score >= inputs.thresholds[kind]
         reason = inputs.waivers.get(entry.sha256) if flagged else None
         images.append(ImageResult(entry.name, entry.sha256, flagged, reason is not None, kind, score,
-                                  float(nn), matches, reason))
+                                  float(nn), matches if kind is not None else [], reason,
+                                  dict(finding.scores), dict(sorted(finding.evidence.items()))))
+
+    holdout_feats = None
+    if inputs.holdout is not None:
+        held = embed_training_set(inputs.holdout, preprocessing, size, inputs.extractor, inputs.cache, progress)
+        holdout_feats = held.inception
+    copying = data_copying(train, holdout_feats, feats, rules.verdict.data_copying_cells)
+    if copying["p_value"] is not None:
+        alpha = rules.verdict.data_copying_alpha
+        decisive = alpha > 0 and copying["p_value"] < alpha
+        checks.append(Check("forensics.data_copying", "fail" if decisive else "pass",
+                            f"C_T = {copying['statistic']:.2f} (p = {copying['p_value']:.2g}) against "
+                            f"{copying['holdout_images']} held-out images"
+                            + (f": below the rules' alpha {alpha:g}, the submission copies its training set"
+                               if decisive else "")))
 
     counted = [i for i in images if i.flagged and not i.waived]
     checks.append(flagged_check(counted, rules.verdict.max_flagged))
@@ -177,13 +276,14 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
         "train_skipped": [{"train": r, "reason": why} for r, why in train.skipped],
         "calibration": None if inputs.calibration is None else
         {"path": inputs.calibration.path, "sha256": inputs.calibration.sha256},
-        "paths": {"submission": os.fspath(options.submission), "train": os.fspath(options.train)},
+        "paths": {"submission": os.fspath(options.submission), "train": os.fspath(options.train),
+                  "holdout": None if options.holdout is None else os.fspath(options.holdout)},
     }
     summary = SubmissionSummary(
         images=len(images), flagged=sum(i.flagged for i in images),
         distinct_train_matched=len({m.train for i in counted for m in i.matches}),
         waived=sum(i.waived for i in images),
-        data_copying={"test": "C_T", "statistic": None, "p_value": None})
+        data_copying=copying)
     return AuditResult(verdict, reason, provenance, dict(inputs.thresholds), checks, metrics, summary, images)
 
 

@@ -68,6 +68,7 @@ def audit(
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML here.")] = None,
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Thresholds from gandit calibrate.")] = None,
     waivers: Annotated[Optional[Path], typer.Option("--waivers", help="TOML of images a reviewer cleared.")] = None,
+    holdout: Annotated[Optional[Path], typer.Option("--holdout", help="Held-out real images for the C_T data-copying test.")] = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     cache: CacheOpt = None,
@@ -85,8 +86,9 @@ def audit(
         raise UsageError(f"--fail-on {fail_on!r}: the only choice is 'warn'")
     _check_output_path(json_path, "--json")
     _check_output_path(junit, "--junit")
-    options = AuditOptions(submission, train, rules, calibration, waivers, weights, device, cache, no_cache,
-                           fail_on == "warn")
+    options = AuditOptions(submission, train, rules, calibration=calibration, waivers=waivers, weights=weights,
+                           holdout=holdout, device=device, cache=cache, no_cache=no_cache,
+                           fail_on_warn=fail_on == "warn")
     result = run_audit(options, ProgressReporter()).to_dict()
     if json_path:
         write_atomic(json_path, to_json(result))

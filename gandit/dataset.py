@@ -65,12 +65,14 @@ def _hash_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def scan_training_set(root: str | os.PathLike) -> TrainingSet:
-    """All image files below ``root`` (symlinks are not followed), sorted by relative path."""
+def scan_training_set(root: str | os.PathLike, what: str = "training") -> TrainingSet:
+    """All image files below ``root`` (symlinks are not followed), sorted by relative path.
+    ``what`` names the folder in error messages ("training" or "held-out")."""
     base = Path(root)
+    option = "--train" if what == "training" else "--holdout"
     if not base.is_dir():
-        raise TrainingSetError(f"training folder '{base}' does not exist or is not a folder — "
-                               f"pass --train DIR with the competition's training images")
+        raise TrainingSetError(f"{what} folder '{base}' does not exist or is not a folder — "
+                               f"pass {option} DIR with the competition's {what} images")
     found: list[TrainFile] = []
     try:
         for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
@@ -82,11 +84,11 @@ def scan_training_set(root: str | os.PathLike) -> TrainingSet:
                 rel = p.relative_to(base).as_posix()
                 found.append(TrainFile(rel, p, _hash_file(p)))
     except OSError as err:
-        raise TrainingSetError(f"cannot read training folder '{base}': {err.strerror or err} — "
+        raise TrainingSetError(f"cannot read {what} folder '{base}': {err.strerror or err} — "
                                f"check its permissions") from None
     if not found:
-        raise TrainingSetError(f"training folder '{base}' holds no images ({', '.join(TRAIN_EXTENSIONS)}) — "
-                               f"pass the folder of training photos")
+        raise TrainingSetError(f"{what} folder '{base}' holds no images ({', '.join(TRAIN_EXTENSIONS)}) — "
+                               f"pass the folder of {what} photos")
     found.sort(key=lambda f: f.relpath)
     return TrainingSet(base, tuple(found))
 

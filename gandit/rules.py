@@ -85,6 +85,11 @@ class VerdictRules:
     """``[verdict]``: the policy that turns flagged images into a failed submission."""
 
     max_flagged: int = 0  #: flagged (unwaived) images tolerated before the submission fails
+    #: with --holdout: the submission fails when the C_T data-copying test's one-sided p-value
+    #: is below this (0 = the test is reported, never decisive)
+    data_copying_alpha: float = 0.0
+    #: k-means cells of the C_T test (fewer are used when the sets are small)
+    data_copying_cells: int = 20
 
 
 @dataclass(frozen=True)
@@ -280,7 +285,8 @@ _SCHEMA: dict[str, dict[str, _Validator]] = {
     "limits": {f.name: _positive_int for f in fields(Limits)},
     "metric": {"name": _choice(METRIC_NAMES), "mifid_epsilon": _epsilon,
                "preprocessing": _choice(PREPROCESSING_MODES), "size": _positive_int},
-    "verdict": {"max_flagged": _non_negative_int},
+    "verdict": {"max_flagged": _non_negative_int, "data_copying_alpha": _unit_interval,
+                "data_copying_cells": _positive_int},
     "thresholds": {kind: _unit_interval for kind in KNOWN_KINDS},
 }
 

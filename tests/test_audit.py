@@ -128,7 +128,19 @@ def test_same_inputs_give_byte_identical_json_and_a_warm_cache_embeds_nothing(
 def test_corrupt_cache_entries_are_detected_and_recomputed(copies_result, samples, feature_cache, tmp_path, capsys):
     _, out = copies_result
     cache = shutil.copytree(feature_cache, tmp_path / "cache")
-    entries = sorted(p for p in cache.rglob("*.npyc"))
+    from gandit.features.cache import FeatureCache
+
+    read: list[str] = []
+    real_get = FeatureCache.get
+
+    def spy(self, key):
+        read.append(key)
+        return real_get(self, key)
+
+    with pytest.MonkeyPatch.context() as mp:   # which entries does this audit read?
+        mp.setattr(FeatureCache, "get", spy)
+        run(audit_args(samples, "copies.zip", cache, "--json", str(tmp_path / "warm.json")), capsys)
+    entries = sorted(p for p in cache.rglob("*.npyc") if p.stem in set(read))
     assert len(entries) > 200
     damaged = entries[:3]
     damaged[0].write_bytes(damaged[0].read_bytes()[:50])                       # truncated
@@ -137,8 +149,6 @@ def test_corrupt_cache_entries_are_detected_and_recomputed(copies_result, sample
     code, _, err = run(audit_args(samples, "copies.zip", cache, "--json", str(tmp_path / "r.json")), capsys)
     assert code == 1, err
     assert (tmp_path / "r.json").read_bytes() == (out / "result.json").read_bytes()
-    from gandit.features.cache import FeatureCache
-
     store = FeatureCache(cache)
     for path in damaged:
         assert store.get(path.stem) is not None  # rewritten whole
@@ -254,3 +264,32 @@ def test_inputs_that_stop_the_run_give_one_line_and_exit_2_with_no_outputs(
     assert len(lines) == 1 and lines[0].startswith("gandit: error: "), err
     assert "Traceback" not in err and stdout == ""
     assert list(out.iterdir()) == []
+
+
+def test_holdout_runs_the_data_copying_test_and_the_rules_can_make_it_decisive(samples, feature_cache, tmp_path,
+                                                                                 capsys):
+    stats = {}
+    for name in ("honest.zip", "copies.zip"):
+        out = tmp_path / f"{name}.json"
+        run(audit_args(samples, name, feature_cache, "--holdout", str(samples / "holdout"), "--json", str(out)), capsys)
+        result = json.loads(out.read_text())
+        jsonschema.validate(result, schema())
+        dc = result["submission"]["data_copying"]
+        assert dc["test"] == "C_T" and dc["statistic"] is not None and 0 <= dc["p_value"] <= 1, dc
+        assert dc["holdout_images"] == 120
+        stats[name] = dc
+    # a quarter of copies (distance 0 to the training set) pulls C_T down, towards copying
+    assert stats["copies.zip"]["statistic"] < stats["honest.zip"]["statistic"]
+    rules = tmp_path / "strict.toml"
+    rules.write_text('[verdict]\nmax_flagged = 1000\ndata_copying_alpha = 0.5\n')
+    code, _, _ = run(audit_args(samples, "copies.zip", feature_cache, "--holdout", str(samples / "holdout"),
+                                "--rules", str(rules), "--json", str(tmp_path / "s.json")), capsys)
+    result = json.loads((tmp_path / "s.json").read_text())
+    check = next(c for c in result["checks"] if c["id"] == "forensics.data_copying")
+    assert (check["status"] == "fail") == (stats["copies.zip"]["p_value"] < 0.5)
+    assert code == (1 if check["status"] == "fail" else 0)
+
+
+def test_a_missing_holdout_folder_stops_the_run_with_one_line(samples, feature_cache, tmp_path, capsys):
+    code, out, err = run(audit_args(samples, "honest.zip", feature_cache, "--holdout", str(tmp_path / "nope")), capsys)
+    assert code == 2 and "held-out folder" in err and "--holdout" in err and len(err.strip().splitlines()) == 1

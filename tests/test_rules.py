@@ -176,7 +176,7 @@ def test_rules_to_dict_shows_effective_settings(tmp_path):
     assert shown["metric"] == {"name": "fid", "mifid_epsilon": 0.1,
                                "preprocessing": "center-crop", "size": 48,
                                "compare_size": [48, 48]}
-    assert shown["verdict"] == {"max_flagged": 0}
+    assert shown["verdict"] == {"max_flagged": 0, "data_copying_alpha": 0.0, "data_copying_cells": 20}
     assert list(shown["thresholds"].items()) == [("copy", 0.25), ("replay", 0.5)]
     assert json.loads(json.dumps(shown)) == shown
 
@@ -543,3 +543,14 @@ def test_an_empty_submission(strict):
     assert checks["format.count"].message == "expected 3 images, found 0"
     assert statuses(checks.values()) == {**dict.fromkeys(FORMAT_IDS, "pass"),
                                          "format.count": "fail"}
+
+
+def test_data_copying_policy_keys_are_validated(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text("[verdict]\ndata_copying_alpha = 0.001\ndata_copying_cells = 8\n")
+    rules = load_rules(str(good))
+    assert rules.verdict.data_copying_alpha == 0.001 and rules.verdict.data_copying_cells == 8
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[verdict]\ndata_copying_alpha = 2\n")
+    with pytest.raises(RuleFileError, match="data_copying_alpha"):
+        load_rules(str(bad))

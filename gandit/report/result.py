@@ -42,6 +42,8 @@ class ImageResult:
     nn_similarity: float | None
     matches: list[Match] = field(default_factory=list)
     waiver_reason: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)     #: every detector's score, by kind
+    evidence: dict[str, float] = field(default_factory=dict)   #: the measurements behind the scores
 
 
 @dataclass

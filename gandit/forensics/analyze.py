@@ -1,0 +1,384 @@
+"""Per-image forensics: how each submitted image was made from training images, if it was.
+
+For every submitted image, in batches (cost linear in the submission):
+
+1. **copy** — the copy detector (``copy.py``) compares it with both preprocessing variants
+   of its Inception and pixel neighbours, as is and mirrored;
+2. **search and align** — the box index (``align.py``) proposes candidate photos and
+   regions; the best are refined on the canvas, first at 16x16, then at 32x32;
+3. **crop** — the best aligned region is scored like a copy (PSNR and explained variance at
+   32x32 and 16x16, ``copy.agreement_to_score``);
+4. **blend** — the residual left by the best single source is searched and aligned in its
+   turn; the image is decomposed over all candidate sources by NNLS (``blend.py``); the mix
+   is scored like a copy, and it is a blend when two or more photos are significant;
+5. **replay** — coarse agreement of the best aligned region or mix (``replay.py``).
+
+The kind is the first that fits (score ≥ its threshold) in the order copy, crop, blend,
+replay, where copy and crop fit only when a single photo explains the image (a 0.99/0.01
+mix is a blend naming both). Pure: arrays in, findings out; no file is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from gandit.forensics.align import (BoxIndex, Candidate, correlation, images_to_tensor, query_descriptors,
+                                    refine_boxes, render, search_candidates)
+from gandit.forensics.blend import sources_to_blend
+from gandit.forensics.copy import CopyMatch, agreement_to_score, thumbnails_to_agreement
+from gandit.forensics.replay import (parts_to_replay_score, pool, renders_to_detail16, renders_to_psnr16,
+                                     renders_to_replay_parts)
+from gandit.progress import SILENT, ProgressReporter
+
+KINDS = ("copy", "crop", "blend", "replay")
+#: Queries per batch (bounds memory: renders of all candidates of a batch).
+BATCH = 256
+#: Box-index neighbours searched per image (and per mirror), photos kept, starts per photo.
+K_BOXES = 16
+PHOTOS = 3
+STARTS = 2
+#: Aligned candidates kept after the coarse pass, per image.
+FINE = 2
+#: A box within this many canvas pixels of the whole canvas on every side is the whole image.
+WHOLE_TOLERANCE = 1.5
+#: The residual of a single source is searched when that source correlates at least this.
+RESIDUAL_MIN_CORRELATION = 0.5
+
+
+@dataclass(frozen=True)
+class Source:
+    photo: int
+    variant: int                     #: preprocessing variant the render comes from
+    box: tuple[float, float, float, float] | None   #: canvas pixels on ``variant``; None = whole
+    flip: bool
+    weight: float | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str | None
+    score: float
+    scores: dict[str, float]
+    sources: tuple[Source, ...] = ()
+    evidence: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainPixels:
+    """What forensics needs of the training side (from ``TrainFeatures``)."""
+
+    pixels: np.ndarray               #: uint8 (M, V, H, W, 3): preprocessing variants
+    canvas_variant: int              #: the whole-photo variant (crops are searched on it)
+    aspects: np.ndarray | None = None   #: (M,) width / height of each photo; square when None
+
+    def aspect(self, photos: np.ndarray) -> np.ndarray:
+        return np.ones(len(photos)) if self.aspects is None else self.aspects[photos]
+
+
+def _floats(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) → float (..., 3, H, W) in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255.0)
+    return t.movedim(-1, -3)
+
+
+def to32(x: torch.Tensor) -> torch.Tensor:
+    return pool(x, 32)
+
+
+#: Crop agreement levels (PSNR honest, PSNR certain, explained honest, explained certain) at
+#: 32x32; at 16x16 the PSNR levels are 6 dB higher, as for copies. Stricter than a copy's
+#: (22, 34, 0.80, 0.99): a crop is chosen among thousands of boxes, so chance agreement is
+#: larger (look-elsewhere). Measured: honest wallpaper tiles reach 0.39 with these, 0.72 with
+#: the copy levels; crops 50-100% of area are found at 0.987 (BENCHMARKS.md).
+CROP_LEVELS = {32: (26.0, 38.0, 0.90, 0.995), 16: (32.0, 44.0, 0.90, 0.995)}
+
+
+def _agreement_score(query: torch.Tensor, reference: torch.Tensor,
+                     levels: dict | None = None) -> tuple[float, float, float]:
+    """Copy-style score of (3, 32, 32) float renders: best of the 32x32 and 16x16 levels."""
+    q = query.permute(1, 2, 0).numpy().astype(np.float64)
+    r = reference.permute(1, 2, 0).numpy().astype(np.float64)
+    best = (0.0, 0.0, 0.0)
+    for level in (32, 16):
+        while q.shape[0] > level:
+            q = q.reshape(level, 2, level, 2, 3).mean(axis=(1, 3))
+            r = r.reshape(level, 2, level, 2, 3).mean(axis=(1, 3))
+        psnr, explained = thumbnails_to_agreement(q, r)
+        if levels is None:
+            s = float(agreement_to_score(psnr, explained, level))
+        else:
+            p0, p1, e0, e1 = levels[level]
+            s = float(min(np.clip((psnr - p0) / (p1 - p0), 0, 1), np.clip((explained - e0) / (e1 - e0), 0, 1)))
+        if s > best[0] or level == 32:
+            best = max(best, (s, float(psnr), float(explained)))
+    return best
+
+
+def is_whole(box: np.ndarray, width: int, height: int) -> bool:
+    x, y, w, h = box
+    return max(abs(x), abs(y), abs(x + w - width), abs(y + h - height)) <= WHOLE_TOLERANCE
+
+
+def _align(canvas64: torch.Tensor, canvas32: torch.Tensor, local: dict[int, int], cands: list[list[Candidate]],
+           q16: torch.Tensor, q32: torch.Tensor, keep: int, index_width: int,
+           train: TrainPixels) -> list[list[tuple[Candidate, float]]]:
+    """Coarse (16x16 on the half canvas) then fine (32x32 on the canvas) refinement of every
+    query's candidates at once (boxes in pixels of an index canvas ``index_width`` wide).
+    Per query, the ``keep`` best as (candidate with its box refined in canvas pixels, correlation)."""
+    rows = [(qi, c) for qi, cs in enumerate(cands) for c in cs]
+    out: list[list[tuple[Candidate, float]]] = [[] for _ in cands]
+    if not rows:
+        return out
+    qidx = np.array([qi for qi, _ in rows])
+    photo = np.array([local[c.photo] for _, c in rows])
+    flip = np.array([c.flip for _, c in rows])
+    boxes = np.array([c.box for _, c in rows]) * (canvas32.shape[-1] / index_width)
+    aspect = train.aspect(np.array([c.photo for _, c in rows]))
+    coarse, corr = refine_boxes(canvas32, photo, boxes, flip, q16[torch.as_tensor(qidx)],
+                                first_step=2.0, last_step=0.25, photo_aspect=aspect)
+    chosen = []
+    for qi in range(len(cands)):   # the best start of each photo, the ``keep`` best photos
+        mine = np.flatnonzero(qidx == qi)
+        seen: set[int] = set()
+        for r in mine[np.argsort(-corr[mine], kind="stable")]:
+            if np.isfinite(corr[r]) and rows[r][1].photo not in seen and len(seen) < keep:
+                seen.add(rows[r][1].photo)
+                chosen.append(r)
+    chosen = np.array(chosen, dtype=np.int64)
+    fine, corr = refine_boxes(canvas64, photo[chosen], coarse[chosen] * 2.0, flip[chosen],
+                              q32[torch.as_tensor(qidx[chosen])], first_step=0.5, last_step=1 / 16,
+                              photo_aspect=aspect[chosen])
+    for j, r in enumerate(chosen):
+        c = rows[r][1]
+        out[qidx[r]].append((Candidate(c.photo, fine[j], bool(flip[r]), c.distance), float(corr[j])))
+    for lst in out:
+        lst.sort(key=lambda t: -t[1])
+    return out
+
+
+def analyze_images(query_pixels, copies: list[CopyMatch | None], neighbours: np.ndarray | None,
+                   train: TrainPixels, index: BoxIndex, thresholds: dict[str, float],
+                   progress: ProgressReporter = SILENT) -> list[Finding]:
+    """Findings for submitted uint8 (H, W, 3) images (a list or an array). ``copies``: the copy detector's
+    matches; ``neighbours``: Inception nearest training indices (N, k) or None."""
+    n = len(query_pixels)
+    findings: list[Finding] = []
+    if n == 0:
+        return findings
+    cv = train.canvas_variant
+    height, width = train.pixels.shape[2:4]
+    threads = torch.get_num_threads()
+    # Thousands of small tensor operations: one thread each is several times faster than
+    # waking a thread pool for every one of them (measured: 40 s → 5 s for 40 images).
+    torch.set_num_threads(1)
+    try:
+        with progress.task("forensics", n) as advance:
+            for start in range(0, n, BATCH):
+                stop = min(n, start + BATCH)
+                findings.extend(_analyze_batch(query_pixels[start:stop], copies[start:stop],
+                                               None if neighbours is None else neighbours[start:stop],
+                                               train, index, thresholds, cv, width, height))
+                advance(stop - start)
+    finally:
+        torch.set_num_threads(threads)
+    return findings
+
+
+def images_to_query(images) -> torch.Tensor:
+    """uint8 (H, W, 3) images of any sizes → float (N, 3, 32, 32) area averages in [0, 1]."""
+    return torch.cat([to32(images_to_tensor(np.asarray(im)[None])) for im in images]) if len(images) \
+        else torch.zeros((0, 3, 32, 32))
+
+
+def _analyze_batch(query_pixels, copies, neighbours, train, index, thresholds, cv, width, height):
+    q = images_to_query(query_pixels)
+    q16 = pool(q, 16)
+    desc, mdesc = query_descriptors(q)
+    extra = []
+    for i in range(len(q)):
+        ex = [] if neighbours is None else [int(j) for j in neighbours[i, :3] if j >= 0]
+        if copies[i] is not None:
+            ex.insert(0, copies[i].train)
+        extra.append(ex)
+    cands = search_candidates(index, desc, mdesc, K_BOXES, extra, PHOTOS, STARTS)
+
+    def canvases(photos: set[int]) -> tuple[torch.Tensor, torch.Tensor, dict[int, int]]:
+        ids = sorted(photos)
+        local = {p: i for i, p in enumerate(ids)}
+        c64 = _floats(train.pixels[ids, cv]) if ids else torch.zeros((0, 3, height, width))
+        return c64, torch.nn.functional.avg_pool2d(c64, 2), local
+
+    c64, c32, local = canvases({c.photo for cs in cands for c in cs})
+    iw = index.canvas_size[0]
+    aligned = _align(c64, c32, local, cands, q16, q, FINE, iw, train)
+
+    # Residual search: what the best single source leaves, searched and aligned in its turn.
+    residual_targets, residual_rows = [], []
+    for i, al in enumerate(aligned):
+        qi = q[i]
+        r = None
+        if al and al[0][1] >= RESIDUAL_MIN_CORRELATION:
+            c = al[0][0]
+            r = render(c64, np.array([local[c.photo]]), c.box[None], 32, np.array([c.flip]))[0]
+        cp = copies[i]
+        if cp is not None:
+            exact = to32(_floats(train.pixels[cp.train, cp.variant][None]))[0]
+            exact = exact.flip(-1) if cp.flip else exact
+            if r is None or float(correlation(exact, qi)) > float(correlation(r, qi)):
+                r = exact if float(correlation(exact, qi)) >= RESIDUAL_MIN_CORRELATION else r
+        if r is not None:
+            rc, qc = r - r.mean(dim=(-2, -1), keepdim=True), qi - qi.mean(dim=(-2, -1), keepdim=True)
+            alpha = float((rc * qc).sum() / (rc * rc).sum().clamp_min(1e-12))
+            residual_targets.append(qc - alpha * rc)
+            residual_rows.append(i)
+    res_aligned: dict[int, list[tuple[Candidate, float]]] = {}
+    if residual_rows:
+        rt = torch.stack(residual_targets)
+        rdesc, rmdesc = query_descriptors(rt)
+        rcands = search_candidates(index, rdesc, rmdesc, K_BOXES, None, 2, STARTS)
+        primary = {i: {c.photo for c, _ in aligned[i][:1]} | ({copies[i].train} if copies[i] is not None else set())
+                   for i in residual_rows}
+        rcands = [[c for c in cs if c.photo not in primary[i]] for cs, i in zip(rcands, residual_rows)]
+        rc64, rc32, rlocal = canvases({c.photo for cs in rcands for c in cs})
+        for i, al in zip(residual_rows, _align(rc64, rc32, rlocal, rcands, pool(rt, 16), rt, 1, iw, train)):
+            res_aligned[i] = al
+    else:
+        rc64, rlocal = c64, local
+
+    out = []
+    for i in range(len(q)):
+        out.append(_decide(q[i], copies[i], aligned[i], res_aligned.get(i, []), (c64, local), (rc64, rlocal),
+                           train, thresholds, cv, width, height, neighbours[i] if neighbours is not None else None))
+    return out
+
+
+def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, train, thresholds, cv, width, height,
+            neighbours) -> Finding:
+    scores = {k: 0.0 for k in KINDS}
+    evidence: dict[str, float] = {}
+    copy_source = None
+    if copy is not None:
+        scores["copy"] = float(copy.score)
+        copy_source = Source(copy.train, copy.variant, None, copy.flip)
+        evidence.update(copy_psnr=copy.psnr, copy_explained=copy.explained)
+
+    # Columns for the decomposition: exact variants of candidate photos and aligned regions.
+    columns: list[torch.Tensor] = []
+    col_sources: list[Source] = []
+
+    def add_exact(photo: int, flip: bool) -> None:
+        for v in range(train.pixels.shape[1]):
+            t = to32(_floats(train.pixels[photo, v][None]))[0]
+            columns.append(t.flip(-1) if flip else t)
+            col_sources.append(Source(photo, v, None, flip))
+
+    def add_region(c: Candidate, canvas) -> None:
+        c64, local = canvas
+        r = render(c64, np.array([local[c.photo]]), c.box[None], 32, np.array([c.flip]))[0]
+        columns.append(r)
+        whole = is_whole(c.box, width, height)
+        col_sources.append(Source(c.photo, cv, None if whole else tuple(float(v) for v in c.box), c.flip))
+
+    seen_exact = set()
+    if copy is not None:
+        add_exact(copy.train, copy.flip)
+        seen_exact.add((copy.train, copy.flip))
+    first_region = len(columns)
+    for c, _ in aligned:
+        add_region(c, primary_canvas)
+        if (c.photo, c.flip) not in seen_exact:
+            add_exact(c.photo, c.flip)
+            seen_exact.add((c.photo, c.flip))
+    for c, _ in res_aligned:
+        add_region(c, residual_canvas)
+        if (c.photo, c.flip) not in seen_exact:
+            add_exact(c.photo, c.flip)
+            seen_exact.add((c.photo, c.flip))
+
+    crop_source = None
+    if aligned:
+        c, corr = aligned[0]
+        r = columns[first_region]
+        s, psnr, explained = _agreement_score(qi, r, None if is_whole(c.box, width, height) else CROP_LEVELS)
+        detail32, _ = renders_to_detail16(qi[None], r[None], 32, 8)
+        evidence.update(aligned_correlation=corr, crop_psnr=psnr, crop_explained=explained,
+                        crop_detail32=float(detail32[0]))
+        if not is_whole(c.box, width, height):
+            scores["crop"] = s
+            crop_source = Source(c.photo, cv, tuple(float(v) for v in c.box), c.flip)
+        elif s > scores["copy"]:
+            scores["copy"] = s
+            copy_source = Source(c.photo, cv, None, c.flip)
+        e16, c8 = renders_to_replay_parts(qi[None], r[None])
+        # distinctiveness: what the best photo leaves unexplained, relative to the runner-up photo
+        runner = 0.0
+        if len(aligned) > 1:
+            r2 = columns[first_region + 1]
+            runner = float(renders_to_replay_parts(qi[None], r2[None])[0][0])
+        distinct = float((1.0 - e16[0]) / max(1.0 - runner, 1e-6))
+        p16 = renders_to_psnr16(qi[None], r[None])
+        d16, rms = renders_to_detail16(qi[None], r[None])
+        evidence.update(replay_explained16=float(e16[0]), replay_correlation8=float(c8[0]),
+                        replay_runner_up16=runner, replay_unexplained_ratio=distinct, replay_psnr16=float(p16[0]),
+                        replay_detail16=float(d16[0]), replay_detail_rms=float(rms[0]))
+        scores["replay"] = float(parts_to_replay_score(e16, c8, np.array([distinct]), p16, d16)[0])
+        replay_source = Source(c.photo, cv, None if is_whole(c.box, width, height)
+                               else tuple(float(v) for v in c.box), c.flip)
+    else:
+        replay_source = None
+
+    blend_sources: tuple[Source, ...] = ()
+    if columns:
+        stack = torch.stack(columns).numpy()
+        photos = np.array([s.photo for s in col_sources])
+        fit = sources_to_blend(qi.numpy(), stack, photos)
+        if len(fit.photos) >= 2:
+            s, psnr, explained = _agreement_score(qi, torch.from_numpy(fit.fit))
+            scores["blend"] = s
+            evidence.update(blend_psnr=psnr, blend_explained=explained, blend_gain=fit.gain)
+            blend_sources = tuple(Source(col_sources[c].photo, col_sources[c].variant, col_sources[c].box,
+                                         col_sources[c].flip, w) for c, w in zip(fit.columns, fit.weights))
+            # A mixed replay: the coarse agreement of the mix, when it beats the single source.
+            e16, c8 = renders_to_replay_parts(qi[None], torch.from_numpy(fit.fit)[None])
+            runner = evidence.get("replay_runner_up16", 0.0)
+            p16 = renders_to_psnr16(qi[None], torch.from_numpy(fit.fit)[None])
+            d16, _ = renders_to_detail16(qi[None], torch.from_numpy(fit.fit)[None])
+            mixed = float(parts_to_replay_score(e16, c8, np.array([(1.0 - e16[0]) / max(1.0 - runner, 1e-6)]),
+                                                p16, d16)[0])
+            evidence.update(mixed_replay_explained16=float(e16[0]), mixed_replay_detail16=float(d16[0]))
+            if mixed > scores["replay"]:
+                scores["replay"] = mixed
+                replay_source = None
+    fits = {k: scores[k] >= thresholds.get(k, 0.5) for k in KINDS}
+    blend_named = len(blend_sources) >= 2
+    if blend_named and fits["blend"]:
+        kind = "blend"
+    elif fits["copy"]:
+        kind = "copy"
+    elif fits["crop"]:
+        kind = "crop"
+    elif fits["replay"]:
+        kind = "replay"
+    else:
+        ranked = sorted((scores[k] / max(thresholds.get(k, 0.5), 1e-9), -KINDS.index(k), k) for k in KINDS)
+        kind = ranked[-1][2] if ranked[-1][0] > 0 else None
+    if kind == "copy" and copy_source is not None and copy_source.variant != cv and copy_source.box is None \
+            and abs(float(train.aspect(np.array([copy_source.photo]))[0]) - 1.0) > 1e-9:
+        # the centred square of a non-square photo is a region of it: a crop
+        kind = "crop"
+        scores["crop"] = max(scores["crop"], scores["copy"])
+        crop_source = copy_source
+    if kind == "blend" or (kind == "replay" and replay_source is None):
+        sources = blend_sources
+    elif kind == "copy":
+        sources = (copy_source,)
+    elif kind == "crop":
+        sources = (crop_source,)
+    elif kind == "replay":
+        sources = (replay_source,)
+    else:
+        sources = ()
+    return Finding(kind, scores[kind] if kind else 0.0, scores, sources, evidence)

@@ -1,0 +1,87 @@
+"""Replay score: a degraded reproduction (blur, noise, re-encoding, colour drift, GAN
+artefacts) of a training image or region, recognised by agreement at coarse scales after
+alignment.
+
+Degradations destroy fine detail but keep the layout: at 16x16 and 8x8 area averages a
+blurred, noisy or re-encoded copy still reproduces almost all of its source's variance,
+while an honest image of the same kind (another dog on another lawn), even after the best
+box of the best candidate photo has been found for it, does not. The score is the smaller
+of two parts mapped onto [0, 1] between an honest and a certain level (``LEVELS``):
+
+* ``explained``: ``1 - MSE / var(source)`` at 16x16 after removing each channel's mean
+  difference (colour drift of a replay is forgiven, contrast is not);
+* ``correlation`` at 8x8 (channel means removed);
+* ``unexplained_ratio``: the variance the best photo leaves unexplained at 16x16 divided by
+  what the runner-up photo leaves (a ratio test, as in Lowe's feature matching). A replay
+  reproduces one training image far better than any other; an honest look-alike (a smiley
+  among smileys) is about as close to several training images, ratio near 1;
+* ``detail16``: the share of the source's mid-frequency detail (16x16 minus its 4x4
+  smoothing) that the image reproduces: two tiles of one sky share a gradient, not clouds;
+* ``psnr16``: PSNR at 16x16 without forgiving anything: a black hole is not a pair of
+  sunglasses' lens, however alike their shapes.
+
+The levels were chosen on ``benchmarks/forensics.py`` (BENCHMARKS.md): the strictest that
+keep all 2,200 honest held-out photos of its corpus below 0.39, while flagging as many degraded
+replays and memorizer-GAN samples as those allow. They are in-sample for that honest set; a
+host's own ``gandit calibrate`` replaces them by its training set's numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gandit.forensics.align import centred, correlation
+
+#: (honest, certain) anchors of each part; the ratio part falls from honest to certain.
+#: Below this mean squared detail (RMS ~2.5/255) a source has no mid-frequency structure to copy.
+DETAIL_MIN_ENERGY = 1e-4
+LEVELS = {"explained16": (0.80, 0.90), "correlation8": (0.95, 0.999), "unexplained_ratio": (0.5, 0.3),
+          "psnr16": (22.0, 26.0), "detail16": (0.85, 0.95)}
+
+
+def pool(x: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.nn.functional.adaptive_avg_pool2d(x, size) if x.shape[-1] != size else x
+
+
+def renders_to_detail16(query: torch.Tensor, source: torch.Tensor, size: int = 16,
+                        smooth: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Agreement of the mid-frequency detail (``size`` x ``size`` minus its ``smooth`` x
+    ``smooth`` smoothing): explained share of the source's detail, and the source's detail
+    energy (RMS). Smooth skies and gradients have no detail, so agreeing with them is no
+    evidence."""
+    def detail(x):
+        xs = pool(x, size)
+        return xs - torch.nn.functional.interpolate(pool(x, smooth), size=size, mode="bilinear", align_corners=False)
+    dq, ds = detail(query), detail(source)
+    energy = (ds ** 2).mean(dim=(-3, -2, -1))
+    explained = 1.0 - ((dq - ds) ** 2).mean(dim=(-3, -2, -1)) / energy.clamp_min(1e-8)
+    explained = torch.where(energy < DETAIL_MIN_ENERGY, torch.zeros_like(explained), explained)
+    return explained.numpy().astype(np.float64), torch.sqrt(energy).numpy().astype(np.float64)
+
+
+def renders_to_psnr16(query: torch.Tensor, source: torch.Tensor) -> np.ndarray:
+    mse = ((pool(query, 16) - pool(source, 16)) ** 2).mean(dim=(-3, -2, -1))
+    return (10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))).numpy().astype(np.float64)
+
+
+def renders_to_replay_parts(query: torch.Tensor, source: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Explained variance at 16x16 (channel means aligned) and correlation at 8x8 of aligned
+    (K, 3, s, s) query and source renders, s ≥ 16."""
+    q16, s16 = centred(pool(query, 16)), centred(pool(source, 16))
+    mse = ((q16 - s16) ** 2).mean(dim=(-3, -2, -1))
+    var = (s16 ** 2).mean(dim=(-3, -2, -1))
+    explained = torch.where(var < 1e-4, torch.zeros_like(mse), 1.0 - mse / var.clamp_min(1e-6))
+    corr8 = correlation(pool(query, 8), pool(source, 8))
+    corr8 = torch.where(var < 1e-4, torch.zeros_like(corr8), corr8)
+    return explained.numpy().astype(np.float64), corr8.numpy().astype(np.float64)
+
+
+def parts_to_replay_score(explained16: np.ndarray, correlation8: np.ndarray,
+                          unexplained_ratio: np.ndarray, psnr16: np.ndarray, detail16: np.ndarray) -> np.ndarray:
+    def part(x, key):
+        lo, hi = LEVELS[key]
+        return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return np.minimum.reduce([part(explained16, "explained16"), part(correlation8, "correlation8"),
+                              part(unexplained_ratio, "unexplained_ratio"), part(psnr16, "psnr16"),
+                              part(detail16, "detail16")])

@@ -1,0 +1,231 @@
+"""Forensics on attacks built here from real photos (scikit-image's bundled pictures, cut
+into tiles that do not overlap): crops, blends, replays, honest look-alikes.
+
+No Inception: the per-image analysis needs only pixels (candidates come from the box index),
+so these tests run in seconds. Ground truth is the recipe each attack was made with.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import skimage.data as sd
+import torch
+from PIL import Image, ImageFilter
+
+from gandit.dataset import preprocess
+from gandit.features.pixels import image_to_thumbnail, thumbnails_to_descriptors
+from gandit.forensics.align import (box_grid, canvases_to_box_index, images_to_tensor, plausible,
+                                    refine_boxes, render)
+from gandit.forensics.analyze import TrainPixels, analyze_images
+from gandit.forensics.blend import sources_to_blend
+from gandit.forensics.copy import detect_copies
+
+THRESHOLDS = {"copy": 0.5, "crop": 0.5, "blend": 0.5, "replay": 0.5}
+FILTERS = [Image.Resampling.LANCZOS, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC,
+           Image.Resampling.BOX, Image.Resampling.NEAREST]
+
+
+def tiles(sources, grid, rng):
+    """Non-overlapping tiles (70–100% of each grid cell) of each source picture."""
+    out = []
+    for s in sources:
+        h, w = s.shape[:2]
+        ch, cw = h // grid, w // grid
+        for gy in range(grid):
+            for gx in range(grid):
+                tw, th = int(rng.integers(int(cw * 0.7), cw + 1)), int(rng.integers(int(ch * 0.7), ch + 1))
+                x, y = gx * cw + int(rng.integers(0, cw - tw + 1)), gy * ch + int(rng.integers(0, ch - th + 1))
+                out.append(np.ascontiguousarray(s[y:y + th, x:x + tw]))
+    return out
+
+
+def rgb(x):
+    return np.stack([x] * 3, axis=-1) if x.ndim == 2 else x[..., :3]
+
+
+@pytest.fixture(scope="module")
+def world():
+    rng = np.random.default_rng(7)
+    train_src = [sd.astronaut(), sd.chelsea(), sd.coffee(), sd.rocket(), sd.hubble_deep_field(),
+                 sd.retina(), rgb(sd.camera()), sd.immunohistochemistry()]
+    photos = tiles(train_src, 3, rng)
+    # honest look-alikes: other pictures of the same kinds (textures, a moon, bricks, skin) and
+    # tiles of the *same* pictures that do not overlap any training tile (the grid's gutters
+    # are too thin, so cut them from the mirrored-and-shifted 4x4 grid of other pictures)
+    honest_src = [rgb(sd.moon()), rgb(sd.brick()), rgb(sd.grass()), rgb(sd.gravel()), rgb(sd.coins()), rgb(sd.clock()), rgb(sd.cell()), sd.colorwheel(),
+                  rgb(sd.page()), rgb(sd.text()), rgb(sd.horse().astype(np.uint8) * 255)]
+    honest = [preprocess(t, "center-crop", (64, 64)) for t in tiles(honest_src, 3, rng)]
+    pixels = np.stack([np.stack([preprocess(p, "center-crop", (64, 64)), preprocess(p, "kaggle2019", (64, 64))])
+                       for p in photos])
+    aspects = np.array([p.shape[1] / p.shape[0] for p in photos])
+    train = TrainPixels(pixels, 1, aspects)
+    index = canvases_to_box_index(np.stack([image_to_thumbnail(c, 32) for c in pixels[:, 1]]))
+    return rng, photos, honest, train, index
+
+
+def run(world, queries):
+    _, _, _, train, index = world
+    qt = np.stack([image_to_thumbnail(q) for q in queries])
+    tt = np.stack([[image_to_thumbnail(v) for v in p] for p in train.pixels])
+    # stand-in for Inception features: pixel descriptors (the copy detector only ranks by them)
+    copies = detect_copies(thumbnails_to_descriptors(qt), qt, thumbnails_to_descriptors(tt[:, 0]), tt)
+    return analyze_images(np.stack(queries), copies, None, train, index, THRESHOLDS)
+
+
+def random_crop(rng, photo):
+    h, w = photo.shape[:2]
+    while True:
+        area = rng.uniform(0.5, 1.0) * w * h
+        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        cw, ch = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
+        if cw <= w and ch <= h:
+            return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), cw, ch
+
+
+def box_in_photo(source, train, photo):
+    h, w = photo.shape[:2]
+    ch, cw = train.pixels.shape[2:4]
+    x, y, bw, bh = source.box
+    return x * w / cw, y * h / ch, bw * w / cw, bh * h / ch
+
+
+def iou(a, b):
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+
+# --- pure pieces -------------------------------------------------------------------------
+
+def test_grid_covers_crop_scales_and_whole_canvas():
+    grid = box_grid()
+    assert (grid[:, 2] * grid[:, 3] >= 0.35 - 1e-9).all()
+    assert ((grid[:, :2] >= 0) & (grid[:, :2] + grid[:, 2:] <= 1 + 1e-9)).all()
+    assert [0.0, 0.0, 1.0, 1.0] in grid.tolist()
+
+
+def test_whole_canvas_render_is_the_area_average():
+    rng = np.random.default_rng(0)
+    canvas = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    out = render(images_to_tensor(canvas), np.array([0]), np.array([[0.0, 0.0, 64.0, 64.0]]), 32)
+    expected = canvas[0].astype(np.float64).reshape(32, 2, 32, 2, 3).mean(axis=(1, 3)) / 255
+    assert np.abs(out[0].permute(1, 2, 0).numpy() - expected).max() < 1e-6
+
+
+def test_refinement_recovers_a_known_box_from_a_coarse_start():
+    photo = preprocess(sd.astronaut(), "kaggle2019", (64, 64))
+    canvas = images_to_tensor(photo[None])
+    truth = np.array([[9.3, 5.7, 41.2, 47.9]])
+    target = render(canvas, np.array([0]), truth, 32)
+    found, corr = refine_boxes(canvas, np.array([0]), np.array([[4.0, 0.0, 48.0, 52.0]]), np.array([False]),
+                               target, first_step=4.0, last_step=1 / 16)
+    assert corr[0] > 0.999
+    assert np.abs(found - truth).max() < 0.5
+
+
+def test_implausible_boxes_are_never_proposed():
+    assert not plausible(np.array([[0, 0, 27, 47]], float), 64, 64, np.array([1.0]))[0]   # sliver
+    assert plausible(np.array([[0, 0, 64, 64]], float), 64, 64, np.array([16 / 9]))[0]    # whole 16:9 photo
+    assert plausible(np.array([[10, 5, 48, 50]], float), 64, 64, np.array([1.0]))[0]
+
+
+def test_nnls_names_both_sources_of_a_099_blend_and_recovers_weights():
+    a = preprocess(sd.astronaut(), "center-crop", (64, 64)).astype(np.float64)
+    b = preprocess(sd.coffee(), "center-crop", (64, 64)).astype(np.float64)
+    c = preprocess(sd.chelsea(), "center-crop", (64, 64)).astype(np.float64)
+    for w in (0.99, 0.7):
+        q = np.round(w * a + (1 - w) * b) / 255
+        fit = sources_to_blend(q, np.stack([a, b, c]) / 255, np.array([0, 1, 2]))
+        assert fit.photos == (0, 1)
+        assert abs(fit.weights[0] - w) < 0.003
+    # a plain copy (re-quantised) names one source only
+    fit = sources_to_blend(np.round(a) / 255, np.stack([a, b, c]) / 255, np.array([0, 1, 2]))
+    assert fit.photos == (0,)
+
+
+# --- attacks through the whole per-image analysis ----------------------------------------
+
+def test_crops_are_found_with_their_box_and_flip(world):
+    rng, photos, _, train, _ = world
+    queries, truth = [], []
+    for i in range(24):
+        j = int(rng.integers(len(photos)))
+        box = random_crop(rng, photos[j])
+        x, y, w, h = box
+        img = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), FILTERS[i % 5]))
+        flip = bool(i % 2)
+        queries.append(img[:, ::-1] if flip else img)
+        truth.append((j, box, flip))
+    findings = run(world, queries)
+    ious = []
+    # a crop resized with NEAREST is degraded enough to be reported as a replay of the region
+    assert sum(f.kind in ("crop", "copy") for f in findings) >= 20
+    for f, (j, box, flip) in zip(findings, truth):
+        assert f.kind in ("crop", "copy", "replay") and f.score >= 0.5, f
+        src = f.sources[0]
+        assert src.photo == j and src.flip == flip
+        ious.append(iou(box_in_photo(src, train, photos[j]), box) if src.box is not None else
+                    iou((0, 0, photos[j].shape[1], photos[j].shape[0]), box))
+    assert np.mean(np.array(ious) >= 0.8) >= 0.9, ious
+
+
+def test_blends_name_both_sources_with_weights(world):
+    rng, _, _, train, _ = world
+    m = len(train.pixels)
+    queries, truth = [], []
+    for w in (0.99, 0.8, 0.7, 0.6):
+        for _ in range(4):
+            a, b = (int(v) for v in rng.choice(m, 2, replace=False))
+            pa, pb = train.pixels[a, 0].astype(np.float64), train.pixels[b, 0].astype(np.float64)
+            queries.append(np.round(w * pa + (1 - w) * pb).astype(np.uint8))
+            truth.append((a, b, w))
+    findings = run(world, queries)
+    named = 0
+    for f, (a, b, w) in zip(findings, truth):
+        assert f.score >= 0.5 and f.kind == "blend", (f.kind, f.scores, a, b, w)
+        if [s.photo for s in f.sources[:2]] == [a, b]:
+            named += 1
+            assert abs(f.sources[0].weight - w) < 0.03
+            assert abs(sum(s.weight for s in f.sources) - 1) < 1e-9
+    assert named >= 15
+
+
+def degrade(rng, image):
+    im = Image.fromarray(image).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.0)))
+    x = np.asarray(im).astype(np.float64) + rng.uniform(-8, 8, size=3) + rng.normal(0, 4, image.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.round(x), 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=50)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def test_degraded_replays_are_flagged(world):
+    rng, photos, _, train, _ = world
+    queries, truth = [], []
+    for i in range(12):
+        j = int(rng.integers(len(photos)))
+        x, y, w, h = random_crop(rng, photos[j])
+        img = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), Image.LANCZOS))
+        queries.append(degrade(rng, img))
+        truth.append(j)
+    findings = run(world, queries)
+    flagged = [f.score >= 0.5 and f.kind is not None and f.sources[0].photo == j for f, j in zip(findings, truth)]
+    print("replays flagged", np.mean(flagged))
+    assert np.mean(flagged) >= 0.7, [(f.kind, round(f.score, 3), f.evidence) for f in findings]
+
+
+def test_honest_look_alikes_are_not_flagged(world):
+    _, _, honest, _, _ = world
+    findings = run(world, honest)
+    scores = [(f.kind, round(f.score, 3)) for f in findings]
+    assert all(f.kind is None or f.score < 0.5 for f in findings), scores
+
+
+def test_analysis_is_deterministic(world):
+    rng, photos, honest, _, _ = world
+    queries = honest[:4] + [preprocess(photos[3], "center-crop", (64, 64))]
+    a, b = run(world, queries), run(world, queries)
+    assert [(f.kind, f.score, f.sources) for f in a] == [(f.kind, f.score, f.sources) for f in b]
+    assert torch.get_num_threads() >= 1
