@@ -1,0 +1,273 @@
+"""Forensics benchmark: a labelled attack suite built from real photos, audited by gandit.
+
+Uses the corpus of ``benchmarks/corpus.py`` (training photos and ≥ 2,000 honest held-out
+photos of the same distribution, never overlapping a training photo). Builds, with a seed:
+
+* honest: every held-out photo, preprocessed like the training set (centre crop, LANCZOS 64);
+* copy: training photos, either preprocessing, any PIL resize filter, half mirrored;
+* blend99 / blend70: ``w*a + (1-w)*b`` of two preprocessed training photos, w = 0.99 / 0.7;
+* crop: RandomResizedCrop-like boxes (area 50–100%, aspect 3/4–4/3) of training photos,
+  any filter, half mirrored;
+* replay: a crop or the whole photo, then Gaussian blur, noise, JPEG re-encoding and a
+  colour drift; a third are mixed 0.9/0.1 with another degraded training photo;
+* memorizer (with ``--memorizer-classes N``): samples of a conditional GAN trained here with
+  one class per training photo (``gandit.calibrate.gans``), one-hot and 0.9/0.1 class mixes.
+
+All go into one folder submission and ``gandit.audit.run_audit`` runs on it as a host would.
+Reports per-kind recall (flagged at the default thresholds and at zero false flags on the
+honest set), blend-source accuracy, crop-box IoU, score margins and audit time.
+
+    python benchmarks/forensics.py [--per-kind 150] [--train-count 1600] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gandit.audit import AuditOptions, load_inputs, run_audit  # noqa: E402
+from gandit.dataset import load_photo, preprocess  # noqa: E402
+
+FILTERS = [Image.Resampling.LANCZOS, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC,
+           Image.Resampling.BOX, Image.Resampling.NEAREST]
+SIZE = (64, 64)
+
+
+def corpus_dir() -> Path:
+    return Path(os.environ.get("GANDIT_BENCH_DATA", Path.home() / ".cache" / "gandit-bench")) / "corpus"
+
+
+def random_crop_box(rng, width, height):
+    for _ in range(50):
+        area = rng.uniform(0.5, 1.0) * width * height
+        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        w, h = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
+        if w <= width and h <= height:
+            return int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h
+    return 0, 0, width, height
+
+
+def crop_resize(photo, box, resample):
+    x, y, w, h = box
+    return np.asarray(Image.fromarray(photo).crop((x, y, x + w, y + h)).resize(SIZE, resample))
+
+
+def degrade(rng, image):
+    im = Image.fromarray(image).filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.2)))
+    x = np.asarray(im).astype(np.float64)
+    x = x * rng.uniform(0.9, 1.1, size=3) + rng.uniform(-12, 12, size=3)      # colour drift
+    x = x + rng.normal(0, rng.uniform(2, 8), x.shape)
+    im = Image.fromarray(np.clip(np.round(x), 0, 255).astype(np.uint8))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=int(rng.integers(40, 85)))
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def build(rng, train_paths, honest_paths, per_kind, out: Path) -> dict:
+    truth = {}
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(name, pixels, label):
+        Image.fromarray(np.ascontiguousarray(pixels)).save(out / name)
+        truth[name] = label
+
+    for i, p in enumerate(honest_paths):
+        save(f"honest_{i:05d}.png", preprocess(load_photo(p), "center-crop", SIZE), {"kind": "honest"})
+    photos: dict[int, np.ndarray] = {}
+
+    def photo(j):
+        if j not in photos:
+            photos[j] = load_photo(train_paths[j])
+        return photos[j]
+
+    m = len(train_paths)
+    for i in range(per_kind):
+        j = int(rng.integers(m))
+        mode = ["center-crop", "kaggle2019"][i % 2]
+        big = preprocess(photo(j), mode, (256, 256))
+        img = np.asarray(Image.fromarray(big).resize(SIZE, FILTERS[i % len(FILTERS)]))
+        flip = bool(rng.integers(2))
+        save(f"copy_{i:05d}.png", img[:, ::-1] if flip else img, {"kind": "copy", "train": [j], "flip": flip})
+    for w, tag in ((0.99, "blend99"), (0.7, "blend70")):
+        for i in range(per_kind):
+            a, b = (int(v) for v in rng.choice(m, 2, replace=False))
+            pa, pb = (preprocess(photo(k), "center-crop", SIZE).astype(np.float64) for k in (a, b))
+            save(f"{tag}_{i:05d}.png", np.round(w * pa + (1 - w) * pb).astype(np.uint8),
+                 {"kind": tag, "train": [a, b], "weights": [w, 1 - w]})
+    for i in range(per_kind):
+        j = int(rng.integers(m))
+        p = photo(j)
+        box = random_crop_box(rng, p.shape[1], p.shape[0])
+        img = crop_resize(p, box, FILTERS[i % len(FILTERS)])
+        flip = bool(rng.integers(2))
+        save(f"crop_{i:05d}.png", img[:, ::-1] if flip else img,
+             {"kind": "crop", "train": [j], "box": list(box), "flip": flip})
+    for i in range(per_kind):
+        j = int(rng.integers(m))
+        p = photo(j)
+        box = random_crop_box(rng, p.shape[1], p.shape[0]) if i % 2 else (0, 0, p.shape[1], p.shape[0])
+        img = degrade(rng, crop_resize(p, box, Image.Resampling.LANCZOS))
+        label = {"kind": "replay", "train": [j]}
+        if i % 3 == 0:
+            k = int((j + 1 + rng.integers(m - 1)) % m)
+            other = degrade(rng, preprocess(photo(k), "kaggle2019", SIZE))
+            img = np.round(0.9 * img + 0.1 * other).astype(np.uint8)
+            label = {"kind": "replay", "train": [j, k], "mix": 0.9}
+        save(f"replay_{i:05d}.png", img, label)
+    return truth
+
+
+def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dict) -> dict:
+    """Train a per-image conditional memorizer on ``classes`` training photos and add
+    ``count`` samples (half one-hot, half 0.9/0.1 mixes) to the submission."""
+    import torch
+
+    from gandit.calibrate.gans import sample_memorizer, train_memorizer
+    chosen = sorted(int(v) for v in rng.choice(len(train_paths), classes, replace=False))
+    images = np.stack([preprocess(load_photo(train_paths[j]), "center-crop", SIZE) for j in chosen])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    try:
+        generator, _ = train_memorizer(images, steps, seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    seconds = time.perf_counter() - t0
+    weights = np.zeros((count, classes), np.float32)
+    labels = []
+    for i in range(count):
+        a = int(rng.integers(classes))
+        if i % 2:
+            b = int((a + 1 + rng.integers(classes - 1)) % classes)
+            weights[i, a], weights[i, b] = 0.9, 0.1
+            labels.append({"kind": "memorizer", "train": [chosen[a], chosen[b]], "mix": 0.9})
+        else:
+            weights[i, a] = 1.0
+            labels.append({"kind": "memorizer", "train": [chosen[a]]})
+    samples = sample_memorizer(generator, weights, z_seed=1)
+    for i, (img, label) in enumerate(zip(samples, labels)):
+        Image.fromarray(img).save(out / f"memorizer_{i:05d}.png")
+        truth[f"memorizer_{i:05d}.png"] = label
+    return {"classes": classes, "steps": steps, "train_seconds": round(seconds, 1), "samples": count}
+
+
+def iou(a, b):
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def evaluate(result: dict, truth: dict, train_rel: list[str]) -> dict:
+    by_name = {i["name"]: i for i in result["images"]}
+    kinds = sorted({t["kind"] for t in truth.values()})
+    honest = [by_name[n] for n, t in truth.items() if t["kind"] == "honest"]
+    honest_max = {k: max([i["scores"].get(k, 0.0) for i in honest] or [0.0]) for k in ("copy", "crop", "blend", "replay")}
+    honest_any = max([i["score"] if i["kind"] else 0.0 for i in honest] or [0.0])
+    report = {"honest_images": len(honest), "honest_flagged": sum(i["flagged"] for i in honest),
+              "honest_flagged_names": sorted(i["name"] for i in honest if i["flagged"]),
+              "honest_max_score_by_kind": honest_max, "kinds": {}}
+    for kind in kinds:
+        if kind == "honest":
+            continue
+        items = [(by_name[n], t) for n, t in truth.items() if t["kind"] == kind]
+        flagged = [i["flagged"] for i, _ in items]
+        # zero false flags: a kind-wise threshold just above the best honest score of that kind
+        at_zero = [any(i["scores"].get(k, 0.0) > honest_max[k] and i["scores"].get(k, 0.0) >= 0.0
+                       for k in honest_max) for i, _ in items]
+        entry = {"images": len(items), "recall": float(np.mean(flagged)),
+                 "recall_at_zero_false_flags": float(np.mean(at_zero)),
+                 "kind_reported": {k: sum(1 for i, _ in items if i["kind"] == k and i["flagged"])
+                                   for k in ("copy", "crop", "blend", "replay")},
+                 "missed": sorted(i["name"] for i, _ in items if not i["flagged"])[:10]}
+        if kind.startswith("blend"):
+            named = [set(m["train"] for m in i["matches"][:2]) == {train_rel[t["train"][0]], train_rel[t["train"][1]]}
+                     and i["kind"] == "blend" for i, t in items]
+            weight_err = [abs(i["matches"][0]["weight"] - t["weights"][0]) for i, t in items
+                          if i["kind"] == "blend" and i["matches"] and i["matches"][0]["weight"] is not None
+                          and i["matches"][0]["train"] == train_rel[t["train"][0]]]
+            entry["both_sources_named"] = float(np.mean(named))
+            entry["weight_abs_error_median"] = float(np.median(weight_err)) if weight_err else None
+        if kind in ("copy", "crop", "replay", "memorizer"):
+            entry["source_named"] = float(np.mean([any(m["train"] == train_rel[t["train"][0]] for m in i["matches"])
+                                                   for i, t in items if i["flagged"]] or [0.0]))
+        if kind == "crop":
+            ious = []
+            for i, t in items:
+                m = next((m for m in i["matches"] if m["train"] == train_rel[t["train"][0]]), None)
+                if m is None:
+                    ious.append(0.0)
+                elif m["box"] is None:
+                    ious.append(iou([0, 0, 1, 1], [0, 0, 1, 1]) if t["box"][0] == 0 else 0.0)
+                else:
+                    ious.append(iou(m["box"], t["box"]))
+            ious = np.array(ious)
+            entry["box_iou_median"] = float(np.median(ious))
+            entry["box_iou_at_least_0.8"] = float(np.mean(ious >= 0.8))
+            entry["flip_correct"] = float(np.mean([i["matches"][0]["flip"] == t["flip"] for i, t in items
+                                                   if i["matches"]] or [0.0]))
+        report["kinds"][kind] = entry
+    report["honest_max_score_any"] = honest_any
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-kind", type=int, default=150)
+    ap.add_argument("--train-count", type=int, default=1600)
+    ap.add_argument("--honest-count", type=int, default=2200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "gandit-bench" / "features")
+    ap.add_argument("--out", type=Path, default=None, help="write the report (JSON) here")
+    ap.add_argument("--memorizer-classes", type=int, default=0, help="train a memorizer GAN on this many photos")
+    ap.add_argument("--memorizer-steps", type=int, default=1000)
+    ap.add_argument("--result", type=Path, default=None, help="also keep the audit's result.json, with truth labels")
+    args = ap.parse_args()
+    root = corpus_dir()
+    manifest = json.loads((root / "manifest.json").read_text())
+    train = sorted(root / i["path"] for i in manifest["images"] if i["split"] == "train")[:args.train_count]
+    honest = sorted(root / i["path"] for i in manifest["images"] if i["split"] == "honest")[:args.honest_count]
+    rng = np.random.default_rng(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_dir = Path(tmp) / "train"
+        train_dir.mkdir()
+        for p in train:
+            (train_dir / p.name).write_bytes(p.read_bytes())
+        sub = Path(tmp) / "submission"
+        t0 = time.perf_counter()
+        truth = build(rng, train, honest, args.per_kind, sub)
+        memorizer = (add_memorizer(rng, train, args.memorizer_classes, args.memorizer_steps, args.per_kind, sub, truth)
+                     if args.memorizer_classes else None)
+        t_build = time.perf_counter() - t0
+        options = AuditOptions(sub, train_dir, device="cpu", cache=args.cache)
+        inputs = load_inputs(options)
+        t0 = time.perf_counter()
+        result = run_audit(options, inputs=inputs).to_dict()
+        t_audit = time.perf_counter() - t0
+    train_rel = [p.name for p in train]
+    if args.result:
+        for image in result["images"]:
+            image["truth"] = truth.get(image["name"])
+        args.result.write_text(json.dumps(result))
+    report = evaluate(result, truth, train_rel)
+    report.update(train_images=len(train), submission_images=len(truth), build_seconds=round(t_build, 1),
+                  audit_seconds=round(t_audit, 1), per_kind=args.per_kind, seed=args.seed, memorizer=memorizer)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
