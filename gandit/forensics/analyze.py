@@ -286,8 +286,9 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
     if copy is not None:
         add_exact(copy.train, copy.flip)
         seen_exact.add((copy.train, copy.flip))
-    first_region = len(columns)
+    region_columns = []   # column of each aligned candidate's region, best photo first
     for c, _ in aligned:
+        region_columns.append(len(columns))
         add_region(c, primary_canvas)
         if (c.photo, c.flip) not in seen_exact:
             add_exact(c.photo, c.flip)
@@ -301,7 +302,7 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
     crop_source = None
     if aligned:
         c, corr = aligned[0]
-        r = columns[first_region]
+        r = columns[region_columns[0]]
         s, psnr, explained = _agreement_score(qi, r, None if is_whole(c.box, width, height) else CROP_LEVELS)
         detail32, _ = renders_to_detail16(qi[None], r[None], 32, 8)
         evidence.update(aligned_correlation=corr, crop_psnr=psnr, crop_explained=explained,
@@ -316,7 +317,7 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
         # distinctiveness: what the best photo leaves unexplained, relative to the runner-up photo
         runner = 0.0
         if len(aligned) > 1:
-            r2 = columns[first_region + 1]
+            r2 = columns[region_columns[1]]
             runner = float(renders_to_replay_parts(qi[None], r2[None])[0][0])
         distinct = float((1.0 - e16[0]) / max(1.0 - runner, 1e-6))
         p16 = renders_to_psnr16(qi[None], r[None])
