@@ -22,14 +22,14 @@ from gandit.checks import Check, names_phrase
 from gandit.dataset import TrainingSet, center_crop_box, scan_training_set
 from gandit.errors import UsageError
 from gandit.features.cache import FeatureCache, default_cache_dir
-from gandit.features.embed import (InceptionExtractor, TrainFeatures, embed_images, embed_training_set,
-                                   preprocessing_variants)
+from gandit.features.embed import InceptionExtractor, TrainFeatures, embed_images, embed_training_set
 from gandit.features.inception import resolve_weights
 from gandit.dataset import load_photo, preprocess
 from gandit.datacopy import ct_statistic
 from gandit.features.pixels import image_to_thumbnail
 from gandit.forensics.align import canvases_to_box_index
-from gandit.forensics.analyze import KINDS, Finding, Source, TrainPixels, analyze_images
+from gandit.forensics import KINDS
+from gandit.forensics.analyze import Finding, Source, TrainPixels, analyze_images
 from gandit.forensics.copy import K_INCEPTION, detect_copies
 from gandit.images import ImageSet
 from gandit.intake import read_submission
@@ -44,6 +44,8 @@ DETECTORS_RUN = KINDS
 #: Matches of images scoring at least this share of their kind's threshold get the Inception
 #: similarity of the matched region (one forward each); others report the whole photo's.
 EMBED_REGIONS_FROM = 0.5
+#: Index of the rule's own preprocessing among the training variants (its Inception features are cached).
+PRIMARY = 0
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def findings_to_matches(findings: list[Finding], feats: np.ndarray, inputs: Inpu
         if f.kind is None or f.score < EMBED_REGIONS_FROM * inputs.thresholds.get(f.kind, 0.5):
             continue
         for s in f.sources:
-            if not (s.box is None and s.variant == 0):
+            if not (s.box is None and s.variant == PRIMARY):
                 key = (s.photo, tuple(source_box(s, train) or ()), s.flip, s.variant)
                 if key not in regions:
                     regions[key] = None
@@ -176,7 +178,7 @@ def findings_to_matches(findings: list[Finding], feats: np.ndarray, inputs: Inpu
             box = source_box(s, train)
             key = (s.photo, tuple(box or ()), s.flip, s.variant)
             ref = regions.get(key)
-            if s.box is None and s.variant == 0:
+            if s.box is None and s.variant == PRIMARY:
                 ref = train_unit[s.photo]
             similarity = float(unit @ ref) if ref is not None else float(unit @ train_unit[s.photo])
             matches.append(Match(train.relpaths[s.photo], similarity, s.weight, box, s.flip))
@@ -222,8 +224,7 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
     sims, neighbours = knn_cosine(feats, train.inception, K_INCEPTION) if len(feats) else (np.zeros((0, 1)), None)
     nn_sims = sims[:, 0]
     copies = detect_copies(feats, thumbs, train.inception, train.thumbs, neighbours)
-    index = canvases_to_box_index(np.asarray(
-        [image_to_thumbnail(c, 32) for c in train.pixels[:, train.canvas_variant]], dtype=np.uint8).reshape(-1, 32, 32, 3))
+    index = canvases_to_box_index(train.thumbs[:, train.canvas_variant])
     findings = analyze_images(pixels, copies, neighbours, TrainPixels(train.pixels, train.canvas_variant,
                                                           train.photo_sizes[:, 0] / train.photo_sizes[:, 1]), index,
                               inputs.thresholds, progress)
@@ -235,7 +236,7 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
         flagged = kind is not None and score >= inputs.thresholds[kind]
         reason = inputs.waivers.get(entry.sha256) if flagged else None
         images.append(ImageResult(entry.name, entry.sha256, flagged, reason is not None, kind, score,
-                                  float(nn), matches if kind is not None else [], reason,
+                                  float(nn), matches, reason,
                                   dict(finding.scores), dict(sorted(finding.evidence.items()))))
 
     holdout_feats = None

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gandit.errors import UsageError
+from gandit.forensics import KINDS
 
 CALIBRATION_SCHEMA = "gandit.calibration/1"
 #: Built-in thresholds on detector scores (each detector maps its evidence onto [0, 1]).
-DEFAULT_THRESHOLDS = {"copy": 0.5, "crop": 0.5, "blend": 0.5, "replay": 0.5}
+DEFAULT_THRESHOLDS = {kind: 0.5 for kind in KINDS}
 
 
 @dataclass(frozen=True)

@@ -46,13 +46,14 @@ from typing import Any
 from PIL import Image, ImageMode
 
 from gandit.dataset import PREPROCESSING_MODES  # named preprocessing of training photos
+from gandit.forensics import KINDS
 from gandit.checks import MESSAGE_NAMES, Check, names_phrase
 from gandit.errors import RuleFileError
 from gandit.images import ImageEntry, ImageSet
 from gandit.intake import Limits
 
 #: Finding kinds that carry a threshold (DESIGN.md, result.json ``kind``).
-KNOWN_KINDS = ("copy", "crop", "blend", "replay")
+KNOWN_KINDS = KINDS
 #: Values of ``[metric] name``.
 METRIC_NAMES = ("fid", "mifid")
 #: Comparison size when neither ``[metric] size`` nor the submission's size is set.

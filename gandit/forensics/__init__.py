@@ -1,15 +1,6 @@
-"""Detectors, by kind. A new detector is a module plus one ``register`` line; the result's
-``thresholds`` and the rule file's ``[thresholds]`` keys come from the kinds listed here."""
+"""Forensic detectors, one module per concern (``copy``, ``align``, ``blend``, ``replay``),
+combined per image by ``analyze``. ``KINDS`` is the one list of kinds: the order in which a
+kind is chosen (result.json contract), the keys of ``thresholds`` in results, rule files and
+calibration files."""
 
-from __future__ import annotations
-
-from collections.abc import Callable
-
-DETECTORS: dict[str, Callable] = {}
-
-
-def register(kind: str) -> Callable:
-    def wrap(fn: Callable) -> Callable:
-        DETECTORS[kind] = fn
-        return fn
-    return wrap
+KINDS = ("copy", "crop", "blend", "replay")

@@ -28,12 +28,12 @@ import torch
 from gandit.forensics.align import (BoxIndex, Candidate, correlation, images_to_tensor, query_descriptors,
                                     refine_boxes, render, search_candidates)
 from gandit.forensics.blend import sources_to_blend
-from gandit.forensics.copy import CopyMatch, agreement_to_score, thumbnails_to_agreement
+from gandit.forensics import KINDS
+from gandit.forensics.copy import CopyMatch, images_to_agreement_score
 from gandit.forensics.replay import (parts_to_replay_score, pool, renders_to_detail16, renders_to_psnr16,
                                      renders_to_replay_parts)
 from gandit.progress import SILENT, ProgressReporter
 
-KINDS = ("copy", "crop", "blend", "replay")
 #: Queries per batch (bounds memory: renders of all candidates of a batch).
 BATCH = 256
 #: Box-index neighbours searched per image (and per mirror), photos kept, starts per photo.
@@ -78,12 +78,6 @@ class TrainPixels:
         return np.ones(len(photos)) if self.aspects is None else self.aspects[photos]
 
 
-def _floats(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 (..., H, W, 3) → float (..., 3, H, W) in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255.0)
-    return t.movedim(-1, -3)
-
-
 def to32(x: torch.Tensor) -> torch.Tensor:
     return pool(x, 32)
 
@@ -98,23 +92,10 @@ CROP_LEVELS = {32: (26.0, 38.0, 0.90, 0.995), 16: (32.0, 44.0, 0.90, 0.995)}
 
 def _agreement_score(query: torch.Tensor, reference: torch.Tensor,
                      levels: dict | None = None) -> tuple[float, float, float]:
-    """Copy-style score of (3, 32, 32) float renders: best of the 32x32 and 16x16 levels."""
-    q = query.permute(1, 2, 0).numpy().astype(np.float64)
-    r = reference.permute(1, 2, 0).numpy().astype(np.float64)
-    best = (0.0, 0.0, 0.0)
-    for level in (32, 16):
-        while q.shape[0] > level:
-            q = q.reshape(level, 2, level, 2, 3).mean(axis=(1, 3))
-            r = r.reshape(level, 2, level, 2, 3).mean(axis=(1, 3))
-        psnr, explained = thumbnails_to_agreement(q, r)
-        if levels is None:
-            s = float(agreement_to_score(psnr, explained, level))
-        else:
-            p0, p1, e0, e1 = levels[level]
-            s = float(min(np.clip((psnr - p0) / (p1 - p0), 0, 1), np.clip((explained - e0) / (e1 - e0), 0, 1)))
-        if s > best[0] or level == 32:
-            best = max(best, (s, float(psnr), float(explained)))
-    return best
+    """Copy-style score of (3, 32, 32) float renders (``copy.images_to_agreement_score``)."""
+    score, psnr, explained = images_to_agreement_score(query.permute(1, 2, 0).numpy().astype(np.float64),
+                                                       reference.permute(1, 2, 0).numpy().astype(np.float64), levels)
+    return float(score), float(psnr), float(explained)
 
 
 def is_whole(box: np.ndarray, width: int, height: int) -> bool:
@@ -208,7 +189,7 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, thresholds, c
     def canvases(photos: set[int]) -> tuple[torch.Tensor, torch.Tensor, dict[int, int]]:
         ids = sorted(photos)
         local = {p: i for i, p in enumerate(ids)}
-        c64 = _floats(train.pixels[ids, cv]) if ids else torch.zeros((0, 3, height, width))
+        c64 = images_to_tensor(train.pixels[ids, cv]) if ids else torch.zeros((0, 3, height, width))
         return c64, torch.nn.functional.avg_pool2d(c64, 2), local
 
     c64, c32, local = canvases({c.photo for cs in cands for c in cs})
@@ -225,10 +206,11 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, thresholds, c
             r = render(c64, np.array([local[c.photo]]), c.box[None], 32, np.array([c.flip]))[0]
         cp = copies[i]
         if cp is not None:
-            exact = to32(_floats(train.pixels[cp.train, cp.variant][None]))[0]
+            exact = to32(images_to_tensor(train.pixels[cp.train, cp.variant][None]))[0]
             exact = exact.flip(-1) if cp.flip else exact
-            if r is None or float(correlation(exact, qi)) > float(correlation(r, qi)):
-                r = exact if float(correlation(exact, qi)) >= RESIDUAL_MIN_CORRELATION else r
+            exact_corr = float(correlation(exact, qi))
+            if exact_corr >= RESIDUAL_MIN_CORRELATION and (r is None or exact_corr > float(correlation(r, qi))):
+                r = exact
         if r is not None:
             rc, qc = r - r.mean(dim=(-2, -1), keepdim=True), qi - qi.mean(dim=(-2, -1), keepdim=True)
             alpha = float((rc * qc).sum() / (rc * rc).sum().clamp_min(1e-12))
@@ -251,12 +233,12 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, thresholds, c
     out = []
     for i in range(len(q)):
         out.append(_decide(q[i], copies[i], aligned[i], res_aligned.get(i, []), (c64, local), (rc64, rlocal),
-                           train, thresholds, cv, width, height, neighbours[i] if neighbours is not None else None))
+                           train, thresholds, cv, width, height))
     return out
 
 
-def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, train, thresholds, cv, width, height,
-            neighbours) -> Finding:
+def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, train, thresholds, cv, width,
+            height) -> Finding:
     scores = {k: 0.0 for k in KINDS}
     evidence: dict[str, float] = {}
     copy_source = None
@@ -271,7 +253,7 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
 
     def add_exact(photo: int, flip: bool) -> None:
         for v in range(train.pixels.shape[1]):
-            t = to32(_floats(train.pixels[photo, v][None]))[0]
+            t = to32(images_to_tensor(train.pixels[photo, v][None]))[0]
             columns.append(t.flip(-1) if flip else t)
             col_sources.append(Source(photo, v, None, flip))
 

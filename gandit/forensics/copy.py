@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from gandit.features.pixels import mirror, thumbnails_to_descriptors
-from gandit.forensics import register
 from gandit.search import knn_cosine, knn_l2
 
 #: Per comparison level (thumbnail side): (PSNR honest, PSNR copy, explained honest, explained copy).
@@ -71,23 +70,30 @@ def thumbnails_to_agreement(query: np.ndarray, reference: np.ndarray) -> tuple[n
     return psnr, explained
 
 
-def agreement_to_score(psnr: np.ndarray, explained: np.ndarray, level: int = 32) -> np.ndarray:
-    p0, p1, e0, e1 = LEVELS[level]
+def agreement_to_score(psnr: np.ndarray, explained: np.ndarray, level: int = 32,
+                       levels: dict | None = None) -> np.ndarray:
+    p0, p1, e0, e1 = (levels or LEVELS)[level]
     a = np.clip((psnr - p0) / (p1 - p0), 0.0, 1.0)
     b = np.clip((explained - e0) / (e1 - e0), 0.0, 1.0)
     return np.minimum(a, b)
 
 
 def thumbnails_to_copy_score(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Copy score (best over levels), with the PSNR and explained variance at that level."""
-    q = query.astype(np.float32) / 255.0
-    r = reference.astype(np.float32) / 255.0
+    """Copy score of uint8 thumbnails (best over levels), with the PSNR and explained variance at that level."""
+    return images_to_agreement_score(query.astype(np.float32) / 255.0, reference.astype(np.float32) / 255.0)
+
+
+def images_to_agreement_score(q: np.ndarray, r: np.ndarray, levels: dict | None = None
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Agreement score of float (..., T, T, 3) images in [0, 1], best over the comparison levels
+    (``LEVELS`` unless given), with the PSNR and explained variance at that level."""
+    levels = levels or LEVELS
     best = None
-    for level in sorted(LEVELS, reverse=True):
+    for level in sorted(levels, reverse=True):
         while q.shape[-2] > level:
             q, r = halve(q), halve(r)
         psnr, explained = thumbnails_to_agreement(q, r)
-        score = agreement_to_score(psnr, explained, level)
+        score = agreement_to_score(psnr, explained, level, levels)
         if best is None:
             best = (score, psnr, explained)
         else:
@@ -132,7 +138,6 @@ def verify_copies(query_thumbs: np.ndarray, train_thumbs: np.ndarray,
     return results
 
 
-@register("copy")
 def detect_copies(query_inception: np.ndarray, query_thumbs: np.ndarray,
                   train_inception: np.ndarray, train_thumbs: np.ndarray,
                   by_features: np.ndarray | None = None) -> list[CopyMatch | None]:
