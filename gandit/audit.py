@@ -27,7 +27,7 @@ from gandit.features.inception import resolve_weights
 from gandit.dataset import load_photo, preprocess
 from gandit.datacopy import ct_statistic
 from gandit.features.pixels import image_to_thumbnail
-from gandit.forensics.align import canvases_to_box_index
+from gandit.forensics.align import BoxIndex, canvases_to_box_index
 from gandit.forensics import KINDS
 from gandit.forensics.analyze import Finding, Source, TrainPixels, analyze_images
 from gandit.forensics.copy import K_INCEPTION, detect_copies
@@ -142,6 +142,28 @@ def region_pixels(path: Path, box: list[int] | None, flip: bool, mode: str, size
     return np.ascontiguousarray(out[:, ::-1]) if flip else out
 
 
+def images_to_findings(pixels: list[np.ndarray], feats: np.ndarray, train: TrainFeatures,
+                       thresholds: dict[str, float], progress: ProgressReporter = SILENT,
+                       index: BoxIndex | None = None) -> tuple[list[Finding], np.ndarray]:
+    """The forensics of ``pixels`` (uint8 images at the compare size, with their Inception
+    features ``feats``) against the training side: one finding per image and its nearest
+    training image's Inception cosine similarity. ``index``: a box index built before from
+    ``train`` (``train_to_box_index``), to reuse it over several calls."""
+    sims, neighbours = knn_cosine(feats, train.inception, K_INCEPTION) if len(feats) else (np.zeros((0, 1)), None)
+    thumbs = np.stack([image_to_thumbnail(p) for p in pixels]) if pixels else np.zeros((0, 32, 32, 3), np.uint8)
+    copies = detect_copies(feats, thumbs, train.inception, train.thumbs, neighbours)
+    index = index if index is not None else train_to_box_index(train)
+    findings = analyze_images(pixels, copies, neighbours, TrainPixels(train.pixels, train.canvas_variant,
+                                                          train.photo_sizes[:, 0] / train.photo_sizes[:, 1]), index,
+                              thresholds, progress)
+    return findings, sims[:, 0]
+
+
+def train_to_box_index(train: TrainFeatures) -> BoxIndex:
+    """The searchable crop boxes of every training photo (from the cached thumbnails)."""
+    return canvases_to_box_index(train.thumbs[:, train.canvas_variant])
+
+
 def findings_to_matches(findings: list[Finding], feats: np.ndarray, inputs: Inputs, train: TrainFeatures,
                         size: tuple[int, int], progress: ProgressReporter) -> list[list[Match]]:
     """Evidence per image: training path, Inception similarity of the matched region, weight,
@@ -218,16 +240,9 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
     train = embed_training_set(inputs.training, preprocessing, size, inputs.extractor, inputs.cache, progress)
     pixels = [e.pixels for e in sub.images]
     feats = embed_images(pixels, inputs.extractor, inputs.cache, progress)
-    thumbs = np.stack([image_to_thumbnail(p) for p in pixels]) if pixels else np.zeros((0, 32, 32, 3), np.uint8)
 
     metrics = compute_metrics(feats, train.inception, rules.metric.mifid_epsilon)
-    sims, neighbours = knn_cosine(feats, train.inception, K_INCEPTION) if len(feats) else (np.zeros((0, 1)), None)
-    nn_sims = sims[:, 0]
-    copies = detect_copies(feats, thumbs, train.inception, train.thumbs, neighbours)
-    index = canvases_to_box_index(train.thumbs[:, train.canvas_variant])
-    findings = analyze_images(pixels, copies, neighbours, TrainPixels(train.pixels, train.canvas_variant,
-                                                          train.photo_sizes[:, 0] / train.photo_sizes[:, 1]), index,
-                              inputs.thresholds, progress)
+    findings, nn_sims = images_to_findings(pixels, feats, train, inputs.thresholds, progress)
     all_matches = findings_to_matches(findings, feats, inputs, train, size, progress)
 
     images: list[ImageResult] = []
