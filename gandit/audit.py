@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from gandit import __version__
 from gandit.calibration import Calibration, effective_thresholds, load_calibration
@@ -24,7 +23,7 @@ from gandit.errors import UsageError
 from gandit.features.cache import FeatureCache, default_cache_dir
 from gandit.features.embed import InceptionExtractor, TrainFeatures, embed_images, embed_training_set
 from gandit.features.inception import resolve_weights
-from gandit.dataset import load_photo, preprocess
+from gandit.dataset import load_photo, photo_to_region
 from gandit.datacopy import ct_statistic
 from gandit.features.pixels import image_to_thumbnail
 from gandit.forensics.align import BoxIndex, canvases_to_box_index
@@ -33,11 +32,12 @@ from gandit.forensics.analyze import Finding, Source, TrainPixels, analyze_image
 from gandit.forensics.copy import K_INCEPTION, detect_copies
 from gandit.images import ImageSet
 from gandit.intake import read_submission
-from gandit.metrics import features_to_fid, features_to_memorization_distance, fid_to_mifid
+from gandit.metrics import (features_to_fid, features_to_memorization_distance, fid_to_mifid,
+                            similarities_to_reference)
 from gandit.progress import SILENT, ProgressReporter
 from gandit.report.result import AuditResult, ImageResult, Match, Metrics, SubmissionSummary
 from gandit.rules import Rules, format_checks, load_rules
-from gandit.search import knn_cosine, normalize_rows
+from gandit.search import knn_cosine, leave_one_out_cosine, normalize_rows
 from gandit.waivers import load_waivers
 
 DETECTORS_RUN = KINDS
@@ -132,14 +132,7 @@ def source_box(source: Source, train: TrainFeatures) -> list[int] | None:
 
 def region_pixels(path: Path, box: list[int] | None, flip: bool, mode: str, size: tuple[int, int]) -> np.ndarray:
     """The matched region of a training photo at the comparison size, as the submission shows it."""
-    photo = load_photo(path)
-    if box is None:
-        out = preprocess(photo, mode, size)
-    else:
-        x, y, w, h = box
-        out = np.asarray(Image.fromarray(photo).crop((x, y, x + w, y + h))
-                         .resize(size, Image.Resampling.LANCZOS), dtype=np.uint8)
-    return np.ascontiguousarray(out[:, ::-1]) if flip else out
+    return photo_to_region(load_photo(path), box, flip, size, mode)
 
 
 def images_to_findings(pixels: list[np.ndarray], feats: np.ndarray, train: TrainFeatures,
@@ -193,6 +186,7 @@ def findings_to_matches(findings: list[Finding], feats: np.ndarray, inputs: Inpu
         region_feats = normalize_rows(embed_images(pixels, inputs.extractor, inputs.cache, progress,
                                                    "embedding matched regions"))
         regions.update(zip(keys, region_feats))
+    hashes = {f.relpath: f.sha256 for f in inputs.training.files}
     out = []
     for f, unit in zip(findings, sub_unit):
         matches = []
@@ -203,7 +197,8 @@ def findings_to_matches(findings: list[Finding], feats: np.ndarray, inputs: Inpu
             if s.box is None and s.variant == PRIMARY:
                 ref = train_unit[s.photo]
             similarity = float(unit @ ref) if ref is not None else float(unit @ train_unit[s.photo])
-            matches.append(Match(train.relpaths[s.photo], similarity, s.weight, box, s.flip))
+            matches.append(Match(train.relpaths[s.photo], similarity, s.weight, box, s.flip,
+                                 hashes.get(train.relpaths[s.photo])))
         matches.sort(key=lambda m: (-(m.weight or 0.0), -(m.similarity or 0.0), m.train))
         out.append(matches)
     return out
@@ -259,6 +254,10 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
         held = embed_training_set(inputs.holdout, preprocessing, size, inputs.extractor, inputs.cache, progress)
         holdout_feats = held.inception
     copying = data_copying(train, holdout_feats, feats, rules.verdict.data_copying_cells)
+    if holdout_feats is not None and len(holdout_feats) and len(train.inception):
+        reference = similarities_to_reference(knn_cosine(holdout_feats, train.inception, 1)[0][:, 0], "holdout")
+    else:
+        reference = similarities_to_reference(leave_one_out_cosine(train.inception), "train-leave-one-out")
     if copying["p_value"] is not None:
         alpha = rules.verdict.data_copying_alpha
         decisive = alpha > 0 and copying["p_value"] < alpha
@@ -300,7 +299,8 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
         distinct_train_matched=len({m.train for i in counted for m in i.matches}),
         waived=sum(i.waived for i in images),
         data_copying=copying)
-    return AuditResult(verdict, reason, provenance, dict(inputs.thresholds), checks, metrics, summary, images)
+    return AuditResult(verdict, reason, provenance, dict(inputs.thresholds), checks, metrics, summary, images,
+                       nn_similarity_reference=reference)
 
 
 def compute_metrics(generated: np.ndarray, reference: np.ndarray, epsilon: float) -> Metrics:

@@ -74,9 +74,12 @@ def audit(
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     fail_on: Annotated[Optional[str], typer.Option("--fail-on", help="'warn': warnings fail the audit too.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the self-contained HTML report here.")] = None,
+    no_train_images: Annotated[bool, typer.Option(
+        "--no-train-images", help="In the HTML report, name training matches by path and SHA-256; show no training pixels.")] = False,
 ) -> None:
     """Audit a submission: format rules, FID/MiFID, and images copied from the training set."""
-    from gandit.audit import AuditOptions, run_audit
+    from gandit.audit import AuditOptions, load_inputs, run_audit
     from gandit.progress import ProgressReporter
     from gandit.report.junit import result_to_junit
     from gandit.report.result import to_json, write_atomic
@@ -86,14 +89,25 @@ def audit(
         raise UsageError(f"--fail-on {fail_on!r}: the only choice is 'warn'")
     _check_output_path(json_path, "--json")
     _check_output_path(junit, "--junit")
+    _check_output_path(report, "--report")
     options = AuditOptions(submission, train, rules, calibration=calibration, waivers=waivers, weights=weights,
                            holdout=holdout, device=device, cache=cache, no_cache=no_cache,
                            fail_on_warn=fail_on == "warn")
-    result = run_audit(options, ProgressReporter()).to_dict()
+    inputs = load_inputs(options)
+    result = run_audit(options, ProgressReporter(), inputs=inputs).to_dict()
+    html = None
+    if report:
+        from gandit.report.evidence import sources_from_audit
+        from gandit.report.view import ReportOptions, render_report
+
+        html = render_report(result, sources_from_audit(inputs.submission, train), ReportOptions(no_train_images),
+                             rendered_at=_now())
     if json_path:
         write_atomic(json_path, to_json(result))
     if junit:
         write_atomic(junit, result_to_junit(result))
+    if report and html is not None:
+        write_atomic(report, html)
     print_summary(result, _stdout())
     raise typer.Exit(0 if result["verdict"] == "pass" else 1)
 
@@ -126,6 +140,52 @@ def score(
     _stdout().print(f"FID {fmt(result['fid'])}  MiFID {fmt(result['mifid'])}  "
                     f"memorization distance {fmt(result['memorization_distance'])}  "
                     f"({result['images']} images vs {result['reference_images']} reference)")
+
+
+@app.command("report")
+def report_cmd(
+    result_path: Annotated[Path, typer.Argument(metavar="RESULT.json", help="A result.json written by gandit audit.")],
+    out: Annotated[Path, typer.Option("--out", help="Write the HTML report here.")],
+    no_train_images: Annotated[bool, typer.Option(
+        "--no-train-images", help="Name training matches by path and SHA-256; show no training pixels.")] = False,
+    submission: Annotated[Optional[Path], typer.Option(
+        "--submission", help="Where the submission is now [default: the path the audit recorded].")] = None,
+    train: Annotated[Optional[Path], typer.Option(
+        "--train", help="Where the training folder is now [default: the path the audit recorded].")] = None,
+) -> None:
+    """Re-render the HTML report from a result.json (images are read again where still there)."""
+    import json
+
+    from gandit.report.evidence import sources_from_result
+    from gandit.report.result import schema, write_atomic
+    from gandit.report.view import ReportOptions, render_report
+
+    _check_output_path(out, "--out")
+    try:
+        data = json.loads(result_path.read_text("utf-8"))
+    except OSError as err:
+        raise UsageError(f"cannot read '{result_path}': {err.strerror or err} — pass a result.json written by gandit audit") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"'{result_path}' is not JSON ({err}) — pass a result.json written by gandit audit") from None
+    import jsonschema
+
+    try:
+        jsonschema.validate(data, schema())
+    except jsonschema.ValidationError as err:
+        where = "/".join(str(p) for p in err.absolute_path) or "the top level"
+        raise UsageError(f"'{result_path}' is not a gandit.audit/1 result ({where}: {err.message.splitlines()[0]}) "
+                         "— pass a result.json written by gandit audit") from None
+    sources = sources_from_result(data, submission, train, with_train=not no_train_images)
+    write_atomic(out, render_report(data, sources, ReportOptions(no_train_images), rendered_at=_now()))
+    for note in dict.fromkeys(sources.notes):
+        typer.echo(f"gandit: note: {note}", err=True)
+    _stdout().print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @rules_app.command("list")

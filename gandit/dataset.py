@@ -123,3 +123,16 @@ def preprocess(photo: np.ndarray, mode: str, size: tuple[int, int]) -> np.ndarra
         im = im.resize(tuple(size), Image.Resampling.LANCZOS)
     return np.asarray(im, dtype=np.uint8)
 
+
+def photo_to_region(photo: np.ndarray, box: list[int] | tuple[int, ...] | None, flip: bool, size: tuple[int, int],
+                    mode: str = "kaggle2019") -> np.ndarray:
+    """A matched region of a photo as a submitted image shows it: ``box`` = ``[x, y, w, h]`` in
+    the photo's pixels (``None``: the whole photo under ``mode``), resized to ``size`` =
+    (width, height) with PIL's antialiasing filter, mirrored when ``flip``."""
+    if box is None:
+        out = preprocess(photo, mode, size)
+    else:
+        x, y, w, h = (int(v) for v in box)
+        out = np.asarray(Image.fromarray(photo).crop((x, y, x + w, y + h))
+                         .resize(tuple(size), Image.Resampling.LANCZOS), dtype=np.uint8)
+    return np.ascontiguousarray(out[:, ::-1]) if flip else out

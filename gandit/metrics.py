@@ -112,3 +112,24 @@ def fid_to_mifid(fid: float, memorization_distance: float, epsilon: float = KAGG
     """Kaggle's ``distance_thresholding`` and ``fid / (d_thr + fid_epsilon)``."""
     d_thr = memorization_distance if memorization_distance < epsilon else 1.0
     return MiFID(fid / (d_thr + MIFID_FID_EPSILON), memorization_distance, d_thr, epsilon)
+
+
+#: Bins of per-image nearest-neighbour cosine similarity histograms (pool3 features are
+#: non-negative, so similarities lie in [0, 1]).
+SIMILARITY_BINS = np.linspace(0.0, 1.0, 51)
+
+
+def similarities_to_histogram(similarities: np.ndarray, edges: np.ndarray = SIMILARITY_BINS) -> np.ndarray:
+    """Counts per bin; values outside ``edges`` go to the first or last bin."""
+    values = np.clip(np.asarray(similarities, dtype=np.float64), edges[0], edges[-1])
+    counts, _ = np.histogram(values, bins=edges)
+    return counts
+
+
+def similarities_to_reference(similarities: np.ndarray, source: str) -> dict:
+    """The honest reference block of result.json (histogram and quantiles)."""
+    s = np.asarray(similarities, dtype=np.float64)
+    quantiles = {f"p{q}": (float(np.quantile(s, q / 100)) if len(s) else None) for q in (50, 90, 99)}
+    quantiles["max"] = float(s.max()) if len(s) else None
+    return {"source": source, "images": int(len(s)), "bins": [float(v) for v in SIMILARITY_BINS],
+            "counts": [int(c) for c in similarities_to_histogram(s)], "quantiles": quantiles}

@@ -32,3 +32,14 @@ def knn_l2(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, n
     index = faiss.IndexFlatL2(xb.shape[1])
     index.add(xb)
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(xb)))
+
+
+def leave_one_out_cosine(base: np.ndarray) -> np.ndarray:
+    """Each row's cosine similarity to its nearest *other* row (``-1`` for a single row).
+    A row's own index is skipped even when an exact duplicate ties with it."""
+    n = len(base)
+    if n < 2:
+        return np.full(n, -1.0, dtype=np.float32)
+    sims, idx = knn_cosine(base, base, 2)
+    own_first = idx[:, 0] == np.arange(n)
+    return np.where(own_first, sims[:, 1], sims[:, 0]).astype(np.float32)

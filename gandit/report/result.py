@@ -29,6 +29,7 @@ class Match:
     weight: float | None = None
     box: list[int] | None = None
     flip: bool = False
+    train_sha256: str | None = None     #: of the training file's bytes
 
 
 @dataclass
@@ -74,6 +75,7 @@ class AuditResult:
     metrics: Metrics
     submission: SubmissionSummary
     images: list[ImageResult]
+    nn_similarity_reference: dict[str, Any] | None = None
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +90,8 @@ class AuditResult:
             "submission": asdict(self.submission),
             "images": [asdict(i) for i in self.images],
         }
+        if self.nn_similarity_reference is not None:
+            data["nn_similarity_reference"] = self.nn_similarity_reference
         return clean_numbers(data)
 
 
