@@ -173,7 +173,8 @@ def result_to_view(result: dict[str, Any], sources: ReportSources, options: Repo
                      "uri": budget.uri(upscale(pixels, 1)) if pixels is not None else None})
 
     checks = []
-    for c in result["checks"]:
+    order = {"fail": 0, "warn": 1, "pass": 2}
+    for c in sorted(result["checks"], key=lambda c: (order.get(c["status"], 3), c["id"])):
         entries = list(c.get("entries") or [])
         checks.append({**c, "shown": entries[:SHOWN_ENTRIES], "more": max(0, len(entries) - SHOWN_ENTRIES)})
 
