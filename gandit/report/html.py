@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.resources
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,14 @@ TEMPLATE_PACKAGE = "gandit._templates"
 def templates_dir() -> Path:
     """The templates folder: the installed data package, else the source tree."""
     try:
-        folder = importlib.resources.files(TEMPLATE_PACKAGE)
+        spec = importlib.util.find_spec(TEMPLATE_PACKAGE)
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent.parent / "templates"
-    return Path(str(folder))
+        spec = None
+    # a data folder without __init__.py is a namespace package: its folder is the search location
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(location) / "base.html.j2").is_file():
+            return Path(location)
+    return Path(__file__).resolve().parent.parent.parent / "templates"
 
 
 @lru_cache(maxsize=1)
