@@ -23,7 +23,6 @@ honest set), blend-source accuracy, crop-box IoU, score margins and audit time.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -32,46 +31,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gandit.audit import AuditOptions, load_inputs, run_audit  # noqa: E402
+from gandit.calibrate.attacks import (FILTERS, blend_images, copy_image, crop_resize, degrade,  # noqa: E402
+                                      random_crop_box)
 from gandit.dataset import load_photo, preprocess  # noqa: E402
 
-FILTERS = [Image.Resampling.LANCZOS, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC,
-           Image.Resampling.BOX, Image.Resampling.NEAREST]
 SIZE = (64, 64)
 
 
 def corpus_dir() -> Path:
     return Path(os.environ.get("GANDIT_BENCH_DATA", Path.home() / ".cache" / "gandit-bench")) / "corpus"
-
-
-def random_crop_box(rng, width, height):
-    for _ in range(50):
-        area = rng.uniform(0.5, 1.0) * width * height
-        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-        w, h = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
-        if w <= width and h <= height:
-            return int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h
-    return 0, 0, width, height
-
-
-def crop_resize(photo, box, resample):
-    x, y, w, h = box
-    return np.asarray(Image.fromarray(photo).crop((x, y, x + w, y + h)).resize(SIZE, resample))
-
-
-def degrade(rng, image):
-    im = Image.fromarray(image).filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.2)))
-    x = np.asarray(im).astype(np.float64)
-    x = x * rng.uniform(0.9, 1.1, size=3) + rng.uniform(-12, 12, size=3)      # colour drift
-    x = x + rng.normal(0, rng.uniform(2, 8), x.shape)
-    im = Image.fromarray(np.clip(np.round(x), 0, 255).astype(np.uint8))
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=int(rng.integers(40, 85)))
-    return np.asarray(Image.open(buf).convert("RGB"))
 
 
 def build(rng, train_paths, honest_paths, per_kind, out: Path) -> dict:
@@ -95,15 +68,14 @@ def build(rng, train_paths, honest_paths, per_kind, out: Path) -> dict:
     for i in range(per_kind):
         j = int(rng.integers(m))
         mode = ["center-crop", "kaggle2019"][i % 2]
-        big = preprocess(photo(j), mode, (256, 256))
-        img = np.asarray(Image.fromarray(big).resize(SIZE, FILTERS[i % len(FILTERS)]))
+        img = copy_image(photo(j), mode, FILTERS[i % len(FILTERS)], SIZE)  # via 256x256, as before
         flip = bool(rng.integers(2))
         save(f"copy_{i:05d}.png", img[:, ::-1] if flip else img, {"kind": "copy", "train": [j], "flip": flip})
     for w, tag in ((0.99, "blend99"), (0.7, "blend70")):
         for i in range(per_kind):
             a, b = (int(v) for v in rng.choice(m, 2, replace=False))
-            pa, pb = (preprocess(photo(k), "center-crop", SIZE).astype(np.float64) for k in (a, b))
-            save(f"{tag}_{i:05d}.png", np.round(w * pa + (1 - w) * pb).astype(np.uint8),
+            pa, pb = (preprocess(photo(k), "center-crop", SIZE) for k in (a, b))
+            save(f"{tag}_{i:05d}.png", blend_images(pa, pb, w),
                  {"kind": tag, "train": [a, b], "weights": [w, 1 - w]})
     for i in range(per_kind):
         j = int(rng.integers(m))
@@ -122,7 +94,7 @@ def build(rng, train_paths, honest_paths, per_kind, out: Path) -> dict:
         if i % 3 == 0:
             k = int((j + 1 + rng.integers(m - 1)) % m)
             other = degrade(rng, preprocess(photo(k), "kaggle2019", SIZE))
-            img = np.round(0.9 * img + 0.1 * other).astype(np.uint8)
+            img = blend_images(img, other, 0.9)
             label = {"kind": "replay", "train": [j, k], "mix": 0.9}
         save(f"replay_{i:05d}.png", img, label)
     return truth

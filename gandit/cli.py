@@ -219,6 +219,45 @@ def rules_check(path: Annotated[Path, typer.Argument(help="Rule file to validate
     typer.echo(f"{path}: valid ({rules.name})")
 
 
+@app.command()
+def calibrate(
+    train: Annotated[Path, typer.Option("--train", help="Folder of training images (searched recursively).")],
+    rules: RulesOpt = "default",
+    holdout: Annotated[Optional[Path], typer.Option(
+        "--holdout", help="Held-out real images (default: a seeded 10% split of --train, at most 500).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Write the calibration JSON here.")] = Path("calibration.json"),
+    report: Annotated[Optional[Path], typer.Option("--report", help="Also write a self-contained HTML page here.")] = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    budget: Annotated[str, typer.Option("--budget", help="small (CPU, ~15 min) or full (GPU, about an hour).")] = "small",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the GANs, the samples and the attacks.")] = 0,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Derive detector thresholds: honest and memorizer GANs, attacks and held-out photos through the forensics."""
+    from gandit.calibrate.run import CalibrateOptions, load_calibration_inputs, run_calibration
+    from gandit.calibrate.summary import print_calibration_summary
+    from gandit.progress import ProgressReporter
+    from gandit.report.result import to_json, write_atomic
+
+    _check_output_path(out, "--out")
+    _check_output_path(report, "--report")
+    if report is not None and report.resolve() == out.resolve():
+        raise UsageError(f"--report {report}: the same file as --out — pass another path")
+    options = CalibrateOptions(train, rules, holdout, weights, device, budget, seed, cache, no_cache)
+    data = run_calibration(options, ProgressReporter(), load_calibration_inputs(options)).to_dict()
+    html = None
+    if report is not None:
+        from gandit.calibrate.page import render_calibration_page
+
+        html = render_calibration_page(data)
+    write_atomic(out, to_json(data))
+    if html is not None:
+        write_atomic(report, html)
+    print_calibration_summary(data, _stdout())
+    _stdout().print(f"wrote {out}" + (f" and {report}" if report is not None else ""))
+
+
 @app.command("weights")
 def weights_cmd(
     weights: WeightsOpt = None,
@@ -263,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else 0
     except typer.Exit as done:
         return done.exit_code
-    except typer.Abort:
-        print("gandit: interrupted", file=sys.stderr)
+    except (typer.Abort, KeyboardInterrupt):   # click turns Ctrl-C into Abort
+        print("gandit: interrupted (cached features and checkpoints are kept; run again to resume)", file=sys.stderr)
         return 130
     except _usage_error_types() as err:
         ctx = getattr(err, "ctx", None)
@@ -280,9 +319,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gandit: error: cannot write{where}: {err.strerror or err} — free space or fix the "
               f"permissions, or pass --cache DIR / --no-cache", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("gandit: interrupted (cached features are kept; run again to resume)", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

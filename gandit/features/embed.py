@@ -81,6 +81,19 @@ class TrainFeatures:
         """Index of the whole-photo (squashed) variant: the canvas that crops are searched on."""
         return self.variants.index("kaggle2019")
 
+    def subset(self, indices) -> TrainFeatures:
+        """The photos at ``indices`` (in that order), e.g. a reference pool without held-out
+        photos. Thumbnails already computed are sliced, not recomputed; ``skipped`` is kept
+        (it describes the scan), ``embedded`` is 0 (taking a subset embeds nothing)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self.relpaths)):
+            raise IndexError(f"subset indices must be in [0, {len(self.relpaths)})")
+        out = TrainFeatures([self.relpaths[i] for i in idx], self.inception[idx], self.pixels[idx],
+                            self.photo_sizes[idx], self.variants, list(self.skipped), 0)
+        if "thumbs" in self.__dict__:   # the cached_property was computed: reuse its rows
+            out.__dict__["thumbs"] = self.thumbs[idx]
+        return out
+
 
 def preprocessing_variants(primary: str) -> tuple[str, str]:
     """The rule's preprocessing first, then the other mode (copies may use either)."""

@@ -129,9 +129,16 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-gandit-", dir=p.parent if str(p.parent) else ".")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())   # as open() would create it (mkstemp makes 0600)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

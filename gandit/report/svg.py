@@ -78,3 +78,63 @@ def histogram_svg(series: list[Series], edges: np.ndarray, *, title: str, x_labe
                      f'<text x="{MARGIN_LEFT + 46}" y="{ly}">{escape(s.label)} (n = {int(np.sum(s.counts)):,})</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    label: str
+    false_flag_rate: list[float | None]     #: x of each point, in [0, 1]; None = no honest images
+    recall: list[float | None]              #: y of each point, in [0, 1]; None = no cheating images
+    point: tuple[float, float] | None = None   #: the operating point (false-flag rate, recall), marked
+
+
+def roc_svg(curves: list[RocCurve], *, title: str, chart_id: str, x_label: str = "false-flag rate (honest images)",
+            y_label: str = "recall (cheating images)") -> Markup:
+    """ROC curves (points joined in order of falling recall, from (0, 0) to (1, 1)), the chance
+    diagonal, and each curve's operating point as a ring; curves without points are listed in
+    the legend as "no data"."""
+    size = 300
+    left, right, top, bottom = 56, 200, 16, 44
+    width, height = left + size + right, top + size + bottom
+
+    def x(v: float) -> float:
+        return left + v * size
+
+    def y(v: float) -> float:
+        return top + size - v * size
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+             f'class="chart" aria-labelledby="{chart_id}">',
+             f'<title id="{chart_id}">{escape(title)}</title>',
+             f'<rect x="{left}" y="{top}" width="{size}" height="{size}" fill="none" stroke="#999"/>',
+             f'<line x1="{x(0):.1f}" y1="{y(0):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" stroke="#bbb" '
+             f'stroke-dasharray="2 4"/>']
+    for i in range(6):
+        v = i / 5
+        parts.append(f'<line x1="{x(v):.1f}" y1="{top + size}" x2="{x(v):.1f}" y2="{top + size + 4}" stroke="#555"/>'
+                     f'<text x="{x(v):.1f}" y="{top + size + 16}" text-anchor="middle">{v:.1f}</text>'
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
+    parts.append(f'<text x="{left + size / 2:.1f}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
+    parts.append(f'<text transform="translate(14 {top + size / 2:.1f}) rotate(-90)" text-anchor="middle">'
+                 f'{escape(y_label)}</text>')
+    for k, curve in enumerate(curves):
+        colour, dash = COLOURS[k % len(COLOURS)], DASHES[k % len(DASHES)]
+        pts = sorted({(float(f), float(r)) for f, r in zip(curve.false_flag_rate, curve.recall)
+                      if f is not None and r is not None} | {(0.0, 0.0), (1.0, 1.0)})
+        has_data = any(f is not None and r is not None for f, r in zip(curve.false_flag_rate, curve.recall))
+        if has_data:
+            path = " ".join(f"{x(f):.1f},{y(r):.1f}" for f, r in pts)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"'
+                         + (f' stroke-dasharray="{dash}"' if dash else "") + "/>")
+            if curve.point is not None:
+                f, r = curve.point
+                parts.append(f'<circle cx="{x(f):.1f}" cy="{y(r):.1f}" r="5" fill="none" stroke="{colour}" '
+                             f'stroke-width="2"><title>{escape(curve.label)}: false-flag rate {f:.3f}, '
+                             f'recall {r:.3f}</title></circle>')
+        ly = top + 12 + 18 * k
+        parts.append(f'<line x1="{left + size + 14}" y1="{ly - 4}" x2="{left + size + 40}" y2="{ly - 4}" '
+                     f'stroke="{colour}" stroke-width="2"' + (f' stroke-dasharray="{dash}"' if dash else "") + "/>"
+                     f'<text x="{left + size + 46}" y="{ly}">{escape(curve.label)}'
+                     f'{"" if has_data else " (no data)"}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
