@@ -294,3 +294,15 @@ def test_the_network_check_catches_a_page_that_fetches(browser, tmp_path):
     page.write_text('<!doctype html><title>leaky</title><p>x</p><img src="http://127.0.0.1:9/pixel.png">')
     visit = browser.visit(page.as_uri())
     assert page_requests_outside(visit, page) == ["http://127.0.0.1:9/pixel.png"]
+
+
+def test_outputs_are_written_with_the_users_umask_not_private(tmp_path):
+    from gandit.report.result import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "report.html", "<p>x</p>")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644   # a report is meant to be shared
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]      # no temporary file left
