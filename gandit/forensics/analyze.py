@@ -31,6 +31,7 @@ from gandit.forensics.blend import sources_to_blend
 from gandit.forensics import KINDS
 from gandit.forensics.copy import CopyMatch, images_to_agreement_score
 from gandit.forensics.replay import (parts_to_replay_score, pool, renders_to_detail16, renders_to_psnr16,
+                                     renders_to_psnr16_drift,
                                      renders_to_replay_parts)
 from gandit.progress import SILENT, ProgressReporter
 
@@ -304,6 +305,7 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
         distinct = float((1.0 - e16[0]) / max(1.0 - runner, 1e-6))
         p16 = renders_to_psnr16(qi[None], r[None])
         d16, rms = renders_to_detail16(qi[None], r[None])
+        evidence["replay_psnr16_drift"] = float(renders_to_psnr16_drift(qi[None], r[None])[0])
         evidence.update(replay_explained16=float(e16[0]), replay_correlation8=float(c8[0]),
                         replay_runner_up16=runner, replay_unexplained_ratio=distinct, replay_psnr16=float(p16[0]),
                         replay_detail16=float(d16[0]), replay_detail_rms=float(rms[0]))
@@ -331,7 +333,10 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
             d16, _ = renders_to_detail16(qi[None], torch.from_numpy(fit.fit)[None])
             mixed = float(parts_to_replay_score(e16, c8, np.array([(1.0 - e16[0]) / max(1.0 - runner, 1e-6)]),
                                                 p16, d16)[0])
-            evidence.update(mixed_replay_explained16=float(e16[0]), mixed_replay_detail16=float(d16[0]))
+            evidence.update(mixed_replay_explained16=float(e16[0]), mixed_replay_detail16=float(d16[0]),
+                            mixed_replay_correlation8=float(c8[0]), mixed_replay_psnr16=float(p16[0]),
+                            mixed_replay_psnr16_drift=float(renders_to_psnr16_drift(
+                                qi[None], torch.from_numpy(fit.fit)[None])[0]))
             if mixed > scores["replay"]:
                 scores["replay"] = mixed
                 replay_source = None

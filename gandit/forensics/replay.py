@@ -65,6 +65,26 @@ def renders_to_psnr16(query: torch.Tensor, source: torch.Tensor) -> np.ndarray:
     return (10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))).numpy().astype(np.float64)
 
 
+#: Colour drift a replay may carry (per channel): gain within 1 ± MAX_GAIN_DRIFT, offset within
+#: ± MAX_OFFSET_DRIFT (a memorizer's colours wander; a different scene's layout does not).
+MAX_GAIN_DRIFT = 0.15
+MAX_OFFSET_DRIFT = 16.0 / 255.0
+
+
+def renders_to_psnr16_drift(query: torch.Tensor, source: torch.Tensor) -> np.ndarray:
+    """PSNR at 16x16 after the best per-channel gain and offset within the bounds of a colour
+    drift (``MAX_GAIN_DRIFT``, ``MAX_OFFSET_DRIFT``) is applied to the source."""
+    q, s = pool(query, 16), pool(source, 16)
+    qm, sm = q.mean(dim=(-2, -1), keepdim=True), s.mean(dim=(-2, -1), keepdim=True)
+    qc, sc = q - qm, s - sm
+    gain = (qc * sc).sum(dim=(-2, -1), keepdim=True) / (sc * sc).sum(dim=(-2, -1), keepdim=True).clamp_min(1e-8)
+    gain = gain.clamp(1.0 - MAX_GAIN_DRIFT, 1.0 + MAX_GAIN_DRIFT)
+    offset = (qm - gain * sm).clamp(-MAX_OFFSET_DRIFT, MAX_OFFSET_DRIFT)
+    fitted = gain * s + offset
+    mse = ((q - fitted) ** 2).mean(dim=(-3, -2, -1))
+    return (10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))).numpy().astype(np.float64)
+
+
 def renders_to_replay_parts(query: torch.Tensor, source: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Explained variance at 16x16 (channel means aligned) and correlation at 8x8 of aligned
     (K, 3, s, s) query and source renders, s ≥ 16."""
