@@ -302,12 +302,14 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
         if len(aligned) > 1:
             r2 = columns[region_columns[1]]
             runner = float(renders_to_replay_parts(qi[None], r2[None])[0][0])
+            # how alike the two training regions are themselves (duplicated training content)
+            evidence["replay_runner_pair16"] = float(renders_to_replay_parts(r[None], r2[None])[0][0])
         distinct = float((1.0 - e16[0]) / max(1.0 - runner, 1e-6))
-        p16 = renders_to_psnr16(qi[None], r[None])
+        p16 = renders_to_psnr16_drift(qi[None], r[None])
         d16, rms = renders_to_detail16(qi[None], r[None])
-        evidence["replay_psnr16_drift"] = float(renders_to_psnr16_drift(qi[None], r[None])[0])
         evidence.update(replay_explained16=float(e16[0]), replay_correlation8=float(c8[0]),
-                        replay_runner_up16=runner, replay_unexplained_ratio=distinct, replay_psnr16=float(p16[0]),
+                        replay_runner_up16=runner, replay_unexplained_ratio=distinct,
+                        replay_psnr16=float(renders_to_psnr16(qi[None], r[None])[0]), replay_psnr16_drift=float(p16[0]),
                         replay_detail16=float(d16[0]), replay_detail_rms=float(rms[0]))
         scores["replay"] = float(parts_to_replay_score(e16, c8, np.array([distinct]), p16, d16)[0])
         replay_source = Source(c.photo, cv, None if is_whole(c.box, width, height)
@@ -329,14 +331,14 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
             # A mixed replay: the coarse agreement of the mix, when it beats the single source.
             e16, c8 = renders_to_replay_parts(qi[None], torch.from_numpy(fit.fit)[None])
             runner = evidence.get("replay_runner_up16", 0.0)
-            p16 = renders_to_psnr16(qi[None], torch.from_numpy(fit.fit)[None])
-            d16, _ = renders_to_detail16(qi[None], torch.from_numpy(fit.fit)[None])
+            mix = torch.from_numpy(fit.fit)[None]
+            p16 = renders_to_psnr16_drift(qi[None], mix)
+            d16, _ = renders_to_detail16(qi[None], mix)
             mixed = float(parts_to_replay_score(e16, c8, np.array([(1.0 - e16[0]) / max(1.0 - runner, 1e-6)]),
                                                 p16, d16)[0])
             evidence.update(mixed_replay_explained16=float(e16[0]), mixed_replay_detail16=float(d16[0]),
-                            mixed_replay_correlation8=float(c8[0]), mixed_replay_psnr16=float(p16[0]),
-                            mixed_replay_psnr16_drift=float(renders_to_psnr16_drift(
-                                qi[None], torch.from_numpy(fit.fit)[None])[0]))
+                            mixed_replay_correlation8=float(c8[0]), mixed_replay_psnr16_drift=float(p16[0]),
+                            mixed_replay_psnr16=float(renders_to_psnr16(qi[None], mix)[0]))
             if mixed > scores["replay"]:
                 scores["replay"] = mixed
                 replay_source = None

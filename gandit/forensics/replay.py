@@ -17,8 +17,11 @@ of two parts mapped onto [0, 1] between an honest and a certain level (``LEVELS`
   among smileys) is about as close to several training images, ratio near 1;
 * ``detail16``: the share of the source's mid-frequency detail (16x16 minus its 4x4
   smoothing) that the image reproduces: two tiles of one sky share a gradient, not clouds;
-* ``psnr16``: PSNR at 16x16 without forgiving anything: a black hole is not a pair of
-  sunglasses' lens, however alike their shapes.
+* ``psnr16``: PSNR at 16x16 after at most a colour drift (per-channel gain within ±15%,
+  offset within ±16 levels, ``renders_to_psnr16_drift``) and nothing else: a black hole is
+  not a pair of sunglasses' lens, however alike their shapes. (Measured on the benchmark: the
+  drift allowance lifts degraded replays from 0.733 to 0.793 and memorizer samples from 0.793
+  to 0.813 and leaves every honest score ≥ 0.1 where it was.)
 
 The levels were chosen on ``benchmarks/forensics.py`` (BENCHMARKS.md): the strictest that
 keep all 2,200 honest held-out photos of its corpus below 0.36, while flagging as many degraded
