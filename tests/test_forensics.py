@@ -229,3 +229,34 @@ def test_analysis_is_deterministic(world):
     a, b = run(world, queries), run(world, queries)
     assert [(f.kind, f.score, f.sources) for f in a] == [(f.kind, f.score, f.sources) for f in b]
     assert torch.get_num_threads() >= 1
+
+
+def test_replay_psnr_forgives_exactly_a_bounded_colour_drift():
+    """The drift-forgiving PSNR is the bounded least-squares optimum (checked against scipy's
+    bounded minimiser), never below the plain PSNR, and forgives no more than the bounds."""
+    from scipy.optimize import minimize
+
+    from gandit.forensics.replay import MAX_GAIN_DRIFT, MAX_OFFSET_DRIFT, renders_to_psnr16, renders_to_psnr16_drift
+
+    rng = np.random.default_rng(0)
+    for case in range(12):
+        q = rng.random((1, 3, 16, 16))
+        s = rng.random((1, 3, 16, 16)) if case % 3 == 0 else np.clip(
+            q * rng.uniform(0.7, 1.3, (1, 3, 1, 1)) + rng.uniform(-0.1, 0.1, (1, 3, 1, 1))
+            + rng.normal(0, 0.03, q.shape), 0, 1)
+        qt, st = torch.from_numpy(q).float(), torch.from_numpy(s).float()
+        got = renders_to_psnr16_drift(qt, st)[0]
+        assert got >= renders_to_psnr16(qt, st)[0] - 1e-6
+        bounds = [(1 - MAX_GAIN_DRIFT, 1 + MAX_GAIN_DRIFT), (-MAX_OFFSET_DRIFT, MAX_OFFSET_DRIFT)]
+        mse = 0.0
+        for c in range(3):
+            a, b = qt[0, c].double().numpy().ravel(), st[0, c].double().numpy().ravel()
+            mse += min(minimize(lambda x: np.mean((a - x[0] * b - x[1]) ** 2), x0, bounds=bounds,
+                                method="L-BFGS-B").fun for x0 in ([1.0, 0.0], [0.9, 0.05], [1.1, -0.05])) / 3
+        assert got == pytest.approx(10 * np.log10(1 / mse), abs=1e-4)
+    # a drift inside the bounds is forgiven entirely; twice the bounds is not
+    base = torch.from_numpy(rng.random((1, 3, 16, 16)) * 0.6 + 0.2).float()
+    inside = base * 1.1 + 10 / 255
+    outside = base * 1.3 + 40 / 255
+    assert renders_to_psnr16_drift(inside, base)[0] > 60
+    assert renders_to_psnr16_drift(outside, base)[0] < 35
