@@ -18,12 +18,11 @@ import torch
 from gandit import __version__
 from gandit.calibration import Calibration, effective_thresholds, load_calibration
 from gandit.checks import Check, names_phrase
-from gandit.dataset import TrainingSet, center_crop_box, scan_training_set
+from gandit.dataset import TrainingSet, center_crop_box, load_photo, photo_to_region, scan_training_set
 from gandit.errors import UsageError
 from gandit.features.cache import FeatureCache, default_cache_dir
 from gandit.features.embed import InceptionExtractor, TrainFeatures, embed_images, embed_training_set
 from gandit.features.inception import resolve_weights
-from gandit.dataset import load_photo, photo_to_region
 from gandit.datacopy import ct_statistic
 from gandit.features.pixels import image_to_thumbnail
 from gandit.forensics.align import BoxIndex, canvases_to_box_index

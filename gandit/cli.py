@@ -55,6 +55,18 @@ def _check_output_path(path: Path | None, option: str) -> None:
         raise UsageError(f"{option} {path}: folder '{parent}' does not exist or is not writable — create it first")
 
 
+def _check_distinct_outputs(**paths: Path | None) -> None:
+    """Two outputs must not be the same file (one would silently replace the other)."""
+    seen: dict[Path, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        key = path.resolve()
+        if key in seen:
+            raise UsageError(f"--{option.replace('_', '-')} {path}: the same file as --{seen[key]} — pass another path")
+        seen[key] = option.replace("_", "-")
+
+
 def _stdout() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
@@ -90,6 +102,7 @@ def audit(
     _check_output_path(json_path, "--json")
     _check_output_path(junit, "--junit")
     _check_output_path(report, "--report")
+    _check_distinct_outputs(json=json_path, junit=junit, report=report)
     options = AuditOptions(submission, train, rules, calibration=calibration, waivers=waivers, weights=weights,
                            holdout=holdout, device=device, cache=cache, no_cache=no_cache,
                            fail_on_warn=fail_on == "warn")
@@ -106,7 +119,7 @@ def audit(
         write_atomic(json_path, to_json(result))
     if junit:
         write_atomic(junit, result_to_junit(result))
-    if report and html is not None:
+    if html is not None:
         write_atomic(report, html)
     print_summary(result, _stdout())
     raise typer.Exit(0 if result["verdict"] == "pass" else 1)
@@ -154,27 +167,12 @@ def report_cmd(
         "--train", help="Where the training folder is now [default: the path the audit recorded].")] = None,
 ) -> None:
     """Re-render the HTML report from a result.json (images are read again where still there)."""
-    import json
-
     from gandit.report.evidence import sources_from_result
-    from gandit.report.result import schema, write_atomic
+    from gandit.report.result import load_result, write_atomic
     from gandit.report.view import ReportOptions, render_report
 
     _check_output_path(out, "--out")
-    try:
-        data = json.loads(result_path.read_text("utf-8"))
-    except OSError as err:
-        raise UsageError(f"cannot read '{result_path}': {err.strerror or err} — pass a result.json written by gandit audit") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"'{result_path}' is not JSON ({err}) — pass a result.json written by gandit audit") from None
-    import jsonschema
-
-    try:
-        jsonschema.validate(data, schema())
-    except jsonschema.ValidationError as err:
-        where = "/".join(str(p) for p in err.absolute_path) or "the top level"
-        raise UsageError(f"'{result_path}' is not a gandit.audit/1 result ({where}: {err.message.splitlines()[0]}) "
-                         "— pass a result.json written by gandit audit") from None
+    data = load_result(result_path)
     sources = sources_from_result(data, submission, train, with_train=not no_train_images)
     write_atomic(out, render_report(data, sources, ReportOptions(no_train_images), rendered_at=_now()))
     for note in dict.fromkeys(sources.notes):
@@ -242,8 +240,7 @@ def calibrate(
 
     _check_output_path(out, "--out")
     _check_output_path(report, "--report")
-    if report is not None and report.resolve() == out.resolve():
-        raise UsageError(f"--report {report}: the same file as --out — pass another path")
+    _check_distinct_outputs(out=out, report=report)
     options = CalibrateOptions(train, rules, holdout, weights, device, budget, seed, cache, no_cache)
     data = run_calibration(options, ProgressReporter(), load_calibration_inputs(options)).to_dict()
     html = None

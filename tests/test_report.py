@@ -306,3 +306,32 @@ def test_outputs_are_written_with_the_users_umask_not_private(tmp_path):
         os.umask(old)
     assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644   # a report is meant to be shared
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]      # no temporary file left
+
+
+def test_a_result_with_only_the_contracts_required_fields_renders(audited, samples, tmp_path):
+    """`gandit report` takes any schema-valid gandit.audit/1 result, not only this version's."""
+    _, out, result = audited
+    from gandit.report.result import schema
+
+    contract = schema()
+    minimal = {k: v for k, v in result.items() if k in contract["required"]}
+    required_prov = contract["properties"]["provenance"]["required"]
+    minimal["provenance"] = {k: v for k, v in result["provenance"].items() if k in required_prov}
+    minimal["provenance"]["rules"] = {k: result["provenance"]["rules"][k] for k in ("name", "sha256")}
+    minimal["images"] = [{**{k: i[k] for k in ("name", "flagged", "waived", "kind", "score", "nn_similarity")},
+                          "matches": [{k: m[k] for k in ("train", "similarity", "weight", "box", "flip")}
+                                      for m in i["matches"]]} for i in result["images"]]
+    (tmp_path / "minimal.json").write_text(json.dumps(minimal))
+    assert main(["report", str(tmp_path / "minimal.json"), "--out", str(tmp_path / "m.html"),
+                 "--submission", str(out / "hostile.zip"), "--train", str(samples / "train")]) == 0
+    html = (tmp_path / "m.html").read_text("utf-8")
+    assert html.count("<article") == sum(i["flagged"] for i in result["images"])
+
+
+def test_two_outputs_on_one_path_stop_the_audit_before_any_work(samples, tmp_path, capsys):
+    same = tmp_path / "out.html"
+    code = main(["audit", str(samples / "submissions" / "copies.zip"), "--train", str(samples / "train"),
+                 "--json", str(same), "--report", str(same)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--report" in err and "--json" in err
+    assert list(tmp_path.iterdir()) == []

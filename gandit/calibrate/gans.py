@@ -295,6 +295,19 @@ def _load_checkpoint(path: str | os.PathLike | None, kind: str, config: dict, fi
     return state
 
 
+def _state(kind: str, config: dict, fingerprint: str, step: int, parts: dict[str, Any], history: dict) -> dict:
+    """A checkpoint: the state dicts of ``parts`` (networks, optimizers) under their names."""
+    return dict(format=CHECKPOINT_FORMAT, kind=kind, config=config, fingerprint=fingerprint, step=step,
+                history=history, **{name: part.state_dict() for name, part in parts.items()})
+
+
+def _restore(state: dict, parts: dict[str, Any]) -> tuple[dict, int]:
+    """Load a checkpoint into ``parts``; its history and step."""
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    return {k: list(v) for k, v in state["history"].items()}, int(state["step"])
+
+
 def _new_history(names: tuple[str, ...]) -> dict[str, list[float]]:
     return {name: [] for name in names}
 
@@ -369,21 +382,14 @@ def train_memorizer(
         opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=tuple(betas))
         history = _new_history(("d_loss", "g_adv", "recon_l1"))
         start = 0
+        parts = dict(G=G, D=D, opt_g=opt_g, opt_d=opt_d)
         state = _load_checkpoint(checkpoint, "memorizer", config, fingerprint)
         if state is not None:
-            G.load_state_dict(state["G"])
-            D.load_state_dict(state["D"])
-            opt_g.load_state_dict(state["opt_g"])
-            opt_d.load_state_dict(state["opt_d"])
-            history = {k: list(v) for k, v in state["history"].items()}
-            start = int(state["step"])
+            history, start = _restore(state, parts)
         _check_run_args(steps, batch_size, start, checkpoint)
 
         def save(step: int) -> None:
-            _save_checkpoint(checkpoint, dict(
-                format=CHECKPOINT_FORMAT, kind="memorizer", config=config, fingerprint=fingerprint, step=step,
-                G=G.state_dict(), D=D.state_dict(), opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(),
-                history=history))
+            _save_checkpoint(checkpoint, _state("memorizer", config, fingerprint, step, parts, history))
 
         data = torch.from_numpy(images).to(device)
         t0 = time.perf_counter()
@@ -520,22 +526,14 @@ def train_honest(
         opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=tuple(betas))
         history = _new_history(("d_loss", "g_loss"))
         start = 0
+        parts = dict(G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d)
         state = _load_checkpoint(checkpoint, "honest", config, fingerprint)
         if state is not None:
-            G.load_state_dict(state["G"])
-            D.load_state_dict(state["D"])
-            G_ema.load_state_dict(state["G_ema"])
-            opt_g.load_state_dict(state["opt_g"])
-            opt_d.load_state_dict(state["opt_d"])
-            history = {k: list(v) for k, v in state["history"].items()}
-            start = int(state["step"])
+            history, start = _restore(state, parts)
         _check_run_args(steps, batch_size, start, checkpoint)
 
         def save(step: int) -> None:
-            _save_checkpoint(checkpoint, dict(
-                format=CHECKPOINT_FORMAT, kind="honest", config=config, fingerprint=fingerprint, step=step,
-                G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(), opt_g=opt_g.state_dict(),
-                opt_d=opt_d.state_dict(), history=history))
+            _save_checkpoint(checkpoint, _state("honest", config, fingerprint, step, parts, history))
 
         data = torch.from_numpy(images).to(device)
         t0 = time.perf_counter()

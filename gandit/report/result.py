@@ -124,6 +124,29 @@ def schema(name: str = "audit") -> dict[str, Any]:
     return json.loads(resources.files("gandit").joinpath(f"data/{name}.schema.json").read_text("utf-8"))
 
 
+def load_result(path: str | os.PathLike) -> dict[str, Any]:
+    """A result.json written by ``gandit audit``, validated against the shipped schema;
+    ``UsageError`` (one line, exit 2) naming the file when it is not one."""
+    import jsonschema
+
+    from gandit.errors import UsageError
+
+    p = Path(path)
+    fix = "pass a result.json written by gandit audit"
+    try:
+        data = json.loads(p.read_text("utf-8"))
+    except OSError as err:
+        raise UsageError(f"cannot read '{p}': {err.strerror or err} — {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"'{p}' is not JSON ({err}) — {fix}") from None
+    try:
+        jsonschema.validate(data, schema())
+    except jsonschema.ValidationError as err:
+        where = "/".join(str(k) for k in err.absolute_path) or "the top level"
+        raise UsageError(f"'{p}' is not a {SCHEMA} result ({where}: {err.message.splitlines()[0]}) — {fix}") from None
+    return data
+
+
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
     p = Path(path)
