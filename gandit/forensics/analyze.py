@@ -8,9 +8,12 @@ For every submitted image, in batches (cost linear in the submission):
    regions; the best are refined on the canvas, first at 16x16, then at 32x32;
 3. **crop** — the best aligned region is scored like a copy (PSNR and explained variance at
    32x32 and 16x16, ``copy.agreement_to_score``);
-4. **blend** — the residual left by the best single source is searched and aligned in its
-   turn; the image is decomposed over all candidate sources by NNLS (``blend.py``); the mix
-   is scored like a copy, and it is a blend when two or more photos are significant;
+4. **blend** — the best whole preprocessed training images are searched exactly
+   (``whole.py``); the residual left by the best single source is searched (whole images and
+   regions) and aligned in its turn; the image is decomposed over all candidate sources by
+   NNLS (``blend.py``); it is a blend when two or more photos are significant, and the mix is
+   scored like a copy, or, when a source is faint (``STRONG_RATIO``), on whether it
+   reproduces the image to about its uint8 rounding (``FAINT_BLEND_LEVELS``);
 5. **replay** — coarse agreement of the best aligned region or mix (``replay.py``).
 
 The kind is the first that fits (score ≥ its threshold) in the order copy, crop, blend,
@@ -33,6 +36,7 @@ from gandit.forensics.copy import CopyMatch, images_to_agreement_score
 from gandit.forensics.replay import (parts_to_replay_score, pool, renders_to_detail16, renders_to_psnr16,
                                      renders_to_psnr16_drift,
                                      renders_to_replay_parts)
+from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_whole
 from gandit.progress import SILENT, ProgressReporter
 
 #: Queries per batch (bounds memory: renders of all candidates of a batch).
@@ -47,6 +51,10 @@ FINE = 2
 WHOLE_TOLERANCE = 1.5
 #: The residual of a single source is searched when that source correlates at least this.
 RESIDUAL_MIN_CORRELATION = 0.5
+#: Whole preprocessed training images (``whole.py``) offered to the decomposition per image,
+#: and per residual.
+WHOLE_PHOTOS = 4
+RESIDUAL_WHOLE_PHOTOS = 3
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,15 @@ def to32(x: torch.Tensor) -> torch.Tensor:
 #: larger (look-elsewhere). Measured: honest wallpaper tiles reach 0.39 with these, 0.72 with
 #: the copy levels; crops 50-100% of area are found at 0.987 (BENCHMARKS.md).
 CROP_LEVELS = {32: (26.0, 38.0, 0.90, 0.995), 16: (32.0, 44.0, 0.90, 0.995)}
+#: A blend source is *faint* when leaving it out multiplies the residual energy by less than
+#: this (the 0.01 part of a 0.99/0.01 blend: ~2-50x). A faint source is evidence only where
+#: the mix reproduces the image to about its uint8 rounding (exact preprocessed sources: 55-65 dB
+#: at 32x32), so such a blend is scored on ``FAINT_BLEND_LEVELS``; otherwise two photos of a
+#: self-similar scene, searched among all whole training images and their regions, mix into
+#: an honest image of the same scene at ~30 dB with each "needed" ~2x (measured: 4 of 2,200
+#: honest photos flagged as blends at the copy levels, none at these).
+STRONG_RATIO = 10.0
+FAINT_BLEND_LEVELS = {32: (40.0, 50.0, 0.99, 0.9999), 16: (46.0, 56.0, 0.99, 0.9999)}
 
 
 def _agreement_score(query: torch.Tensor, reference: torch.Tensor,
@@ -157,12 +174,13 @@ def analyze_images(query_pixels, copies: list[CopyMatch | None], neighbours: np.
     # waking a thread pool for every one of them (measured: 40 s → 5 s for 40 images).
     torch.set_num_threads(1)
     try:
+        whole = pixels_to_whole_index(train.pixels)
         with progress.task("forensics", n) as advance:
             for start in range(0, n, BATCH):
                 stop = min(n, start + BATCH)
                 findings.extend(_analyze_batch(query_pixels[start:stop], copies[start:stop],
                                                None if neighbours is None else neighbours[start:stop],
-                                               train, index, thresholds, cv, width, height))
+                                               train, index, whole, thresholds, cv, width, height))
                 advance(stop - start)
     finally:
         torch.set_num_threads(threads)
@@ -175,9 +193,17 @@ def images_to_query(images) -> torch.Tensor:
         else torch.zeros((0, 3, 32, 32))
 
 
-def _analyze_batch(query_pixels, copies, neighbours, train, index, thresholds, cv, width, height):
+def _exact(train: TrainPixels, photo: int, variant: int, flip: bool) -> torch.Tensor:
+    """(3, 32, 32) render of a training photo's preprocessing variant, mirrored when ``flip``."""
+    t = to32(images_to_tensor(train.pixels[photo, variant][None]))[0]
+    return t.flip(-1) if flip else t
+
+
+def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeIndex, thresholds, cv, width,
+                   height):
     q = images_to_query(query_pixels)
     q16 = pool(q, 16)
+    whole_matches = search_whole(whole, q, WHOLE_PHOTOS)
     desc, mdesc = query_descriptors(q)
     extra = []
     for i in range(len(q)):
@@ -198,21 +224,28 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, thresholds, c
     aligned = _align(c64, c32, local, cands, q16, q, FINE, iw, train)
 
     # Residual search: what the best single source leaves, searched and aligned in its turn.
-    residual_targets, residual_rows = [], []
+    residual_targets, residual_rows, primary = [], [], []
     for i, al in enumerate(aligned):
         qi = q[i]
-        r = None
-        if al and al[0][1] >= RESIDUAL_MIN_CORRELATION:
+        # the single source that explains the image best: the aligned region, the copy's
+        # variant or the best whole variant
+        offers: list[tuple[torch.Tensor, int]] = []
+        if al:
             c = al[0][0]
-            r = render(c64, np.array([local[c.photo]]), c.box[None], 32, np.array([c.flip]))[0]
+            offers.append((render(c64, np.array([local[c.photo]]), c.box[None], 32, np.array([c.flip]))[0], c.photo))
         cp = copies[i]
         if cp is not None:
-            exact = to32(images_to_tensor(train.pixels[cp.train, cp.variant][None]))[0]
-            exact = exact.flip(-1) if cp.flip else exact
-            exact_corr = float(correlation(exact, qi))
-            if exact_corr >= RESIDUAL_MIN_CORRELATION and (r is None or exact_corr > float(correlation(r, qi))):
-                r = exact
+            offers.append((_exact(train, cp.train, cp.variant, cp.flip), cp.train))
+        if whole_matches[i]:
+            w = whole_matches[i][0]
+            offers.append((_exact(train, w.photo, w.variant, w.flip), w.photo))
+        r, best, used = None, RESIDUAL_MIN_CORRELATION, set()
+        for render_, photo in offers:
+            corr = float(correlation(render_, qi))
+            if corr >= best:
+                r, best, used = render_, corr, {photo}
         if r is not None:
+            primary.append(used | {c.photo for c, _ in al[:1]} | ({cp.train} if cp is not None else set()))
             rc, qc = r - r.mean(dim=(-2, -1), keepdim=True), qi - qi.mean(dim=(-2, -1), keepdim=True)
             alpha = float((rc * qc).sum() / (rc * rc).sum().clamp_min(1e-12))
             residual_targets.append(qc - alpha * rc)
@@ -222,9 +255,9 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, thresholds, c
         rt = torch.stack(residual_targets)
         rdesc, rmdesc = query_descriptors(rt)
         rcands = search_candidates(index, rdesc, rmdesc, K_BOXES, None, 2, STARTS)
-        primary = {i: {c.photo for c, _ in aligned[i][:1]} | ({copies[i].train} if copies[i] is not None else set())
-                   for i in residual_rows}
-        rcands = [[c for c in cs if c.photo not in primary[i]] for cs, i in zip(rcands, residual_rows)]
+        rcands = [[c for c in cs if c.photo not in used] for cs, used in zip(rcands, primary)]
+        for i, found in zip(residual_rows, search_whole(whole, rt, RESIDUAL_WHOLE_PHOTOS, primary)):
+            whole_matches[i] = whole_matches[i] + found
         rc64, rc32, rlocal = canvases({c.photo for cs in rcands for c in cs})
         for i, al in zip(residual_rows, _align(rc64, rc32, rlocal, rcands, pool(rt, 16), rt, 1, iw, train)):
             res_aligned[i] = al
@@ -233,13 +266,13 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, thresholds, c
 
     out = []
     for i in range(len(q)):
-        out.append(_decide(q[i], copies[i], aligned[i], res_aligned.get(i, []), (c64, local), (rc64, rlocal),
-                           train, thresholds, cv, width, height))
+        out.append(_decide(q[i], copies[i], aligned[i], res_aligned.get(i, []), whole_matches[i], (c64, local),
+                           (rc64, rlocal), train, thresholds, cv, width, height))
     return out
 
 
-def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, train, thresholds, cv, width,
-            height) -> Finding:
+def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], primary_canvas, residual_canvas, train,
+            thresholds, cv, width, height) -> Finding:
     scores = {k: 0.0 for k in KINDS}
     evidence: dict[str, float] = {}
     copy_source = None
@@ -254,8 +287,7 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
 
     def add_exact(photo: int, flip: bool) -> None:
         for v in range(train.pixels.shape[1]):
-            t = to32(images_to_tensor(train.pixels[photo, v][None]))[0]
-            columns.append(t.flip(-1) if flip else t)
+            columns.append(_exact(train, photo, v, flip))
             col_sources.append(Source(photo, v, None, flip))
 
     def add_region(c: Candidate, canvas) -> None:
@@ -281,6 +313,10 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
         if (c.photo, c.flip) not in seen_exact:
             add_exact(c.photo, c.flip)
             seen_exact.add((c.photo, c.flip))
+    for w in whole_matches:
+        if (w.photo, w.flip) not in seen_exact:
+            add_exact(w.photo, w.flip)
+            seen_exact.add((w.photo, w.flip))
 
     crop_source = None
     if aligned:
@@ -323,9 +359,11 @@ def _decide(qi, copy, aligned, res_aligned, primary_canvas, residual_canvas, tra
         photos = np.array([s.photo for s in col_sources])
         fit = sources_to_blend(qi.numpy(), stack, photos)
         if len(fit.photos) >= 2:
-            s, psnr, explained = _agreement_score(qi, torch.from_numpy(fit.fit))
+            faint = min(fit.ratios) < STRONG_RATIO
+            s, psnr, explained = _agreement_score(qi, torch.from_numpy(fit.fit), FAINT_BLEND_LEVELS if faint else None)
             scores["blend"] = s
-            evidence.update(blend_psnr=psnr, blend_explained=explained, blend_gain=fit.gain)
+            evidence.update(blend_psnr=psnr, blend_explained=explained, blend_gain=fit.gain,
+                            blend_min_ratio=float(min(fit.ratios)))
             blend_sources = tuple(Source(col_sources[c].photo, col_sources[c].variant, col_sources[c].box,
                                          col_sources[c].flip, w) for c, w in zip(fit.columns, fit.weights))
             # A mixed replay: the coarse agreement of the mix, when it beats the single source.

@@ -52,6 +52,23 @@ def sources_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarray)
     photo_ids = sorted(set(int(p) for p in photos))
     share = {p: float(w[photos == p].sum()) for p in photo_ids}
     total = sum(share.values())
+    present = [p for p in photo_ids if share[p] > 0 and share[p] / max(total, 1e-12) >= MIN_WEIGHT]
+    if present and len(present) < len(photo_ids):
+        # Photos with negligible weights are dropped and the mix refitted: otherwise, when a
+        # real source is left out, a dozen of them together mimic a little of it, and a 0.01
+        # source fails the leave-one-out test (measured: candidates searched from every whole
+        # training image took the naming of 0.99/0.01 blends from 0.77 to 0.66).
+        keep = np.isin(photos, present)
+        w_kept, energy = _solve(a[:, keep], b)
+        w = np.zeros_like(w)
+        w[keep] = w_kept
+        photo_ids = present
+        share = {p: float(w[photos == p].sum()) for p in photo_ids}
+        total = sum(share.values())
+        a_all, photos_all = a, photos
+        a, photos = a[:, keep], photos[keep]
+    else:
+        a_all, photos_all = a, photos
     ratios = {}
     for p in photo_ids:
         if share[p] <= 0:
@@ -68,7 +85,7 @@ def sources_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarray)
         sig = [max(photo_ids, key=lambda p: (share[p], -p))]
     sig.sort(key=lambda p: (-share[p], p))
     sig_total = sum(share[p] for p in sig)
-    columns = tuple(int(np.flatnonzero(photos == p)[np.argmax(w[photos == p])]) for p in sig)
-    fit = (a @ w).reshape(query.shape).astype(np.float32)
+    columns = tuple(int(np.flatnonzero(photos_all == p)[np.argmax(w[photos_all == p])]) for p in sig)
+    fit = (a_all @ w).reshape(query.shape).astype(np.float32)
     return BlendFit(tuple(sig), tuple(share[p] / sig_total for p in sig), columns, fit, float(total),
                     tuple(float(min(ratios.get(p, np.inf), 1e12)) for p in sig))
