@@ -28,8 +28,8 @@ from gandit.features.embed import TrainFeatures
 from gandit.report.result import schema
 
 #: A few dozen memorizer classes and a few hundred steps: about half a minute of training on 2 cores.
-TINY = Budget(name="tiny", holdout_fraction=0.1, holdout_max=500, memorizer_classes=24, memorizer_epochs=800,
-              memorizer_max_steps=1000, memorizer_batch=24, honest_steps=60, honest_batch=16, honest_images=None,
+TINY = Budget(name="tiny", holdout_fraction=0.1, holdout_max=500, memorizer_classes=24, memorizer_epochs=2400,
+              memorizer_max_steps=2400, memorizer_batch=24, honest_steps=60, honest_batch=16, honest_images=None,
               gan_width=8, samples=16, honest_samples=32, checkpoint_every=100)
 MEMORIZER_SOURCES = ("memorizer_onehot", "memorizer_mix99", "memorizer_mix90")
 

@@ -150,24 +150,32 @@ def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
 def canvases_to_box_index(canvases: np.ndarray, grid: np.ndarray | None = None,
                           pca_dim: int = PCA_DIM, pca_sample: int = 200_000,
                           chunk: int = 512) -> BoxIndex:
-    """Index every grid box of uint8 canvases (M, H, W, 3)."""
+    """Index every grid box of uint8 canvases (M, H, W, 3).
+
+    Two passes over the canvases, so that the full-size descriptors (192 floats per box:
+    3.4 GB for 20,000 photos) never exist at once: the first keeps every ``step``-th row for the
+    PCA, the second projects each chunk."""
     grid = box_grid() if grid is None else grid
     m, h, w = canvases.shape[:3]
     n_boxes = len(grid)
     scale = np.array([w, h, w, h], dtype=np.float64)
-    descs = []
-    for s in range(0, m, chunk):
+
+    def chunk_descriptors(s: int) -> np.ndarray:
         block = images_to_tensor(canvases[s:s + chunk])
         k = len(block)
-        photo = np.repeat(np.arange(k), n_boxes)
-        boxes = np.tile(grid * scale, (k, 1))
-        descs.append(descriptors(render(block, photo, boxes, DESC)))
-    desc = np.concatenate(descs) if descs else np.zeros((0, 3 * DESC * DESC), np.float32)
-    step = max(1, len(desc) // pca_sample)
-    mean, comps = fit_pca(desc[::step], pca_dim) if len(desc) else \
+        return descriptors(render(block, np.repeat(np.arange(k), n_boxes), np.tile(grid * scale, (k, 1)), DESC))
+
+    total = m * n_boxes
+    step = max(1, total // pca_sample)
+    sample = []
+    for s in range(0, m, chunk):
+        first = s * n_boxes
+        sample.append(chunk_descriptors(s)[(-first) % step::step])
+    mean, comps = fit_pca(np.concatenate(sample), pca_dim) if total else \
         (np.zeros(3 * DESC * DESC, np.float32), np.zeros((pca_dim, 3 * DESC * DESC), np.float32))
     index = BoxIndex(grid, (w, h), mean, comps, np.zeros((0, pca_dim), np.float32), faiss.IndexFlatL2(pca_dim))
-    index.vectors = index.project(desc)
+    index.vectors = np.concatenate([index.project(chunk_descriptors(s)) for s in range(0, m, chunk)]) if total \
+        else np.zeros((0, pca_dim), np.float32)
     index.index.add(index.vectors)
     return index
 

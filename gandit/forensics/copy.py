@@ -33,7 +33,12 @@ from gandit.search import knn_cosine, knn_l2
 
 #: Per comparison level (thumbnail side): (PSNR honest, PSNR copy, explained honest, explained copy).
 #: At 16x16 more of the resize filter's aliasing is averaged away, so PSNR anchors sit higher.
-LEVELS = {32: (22.0, 34.0, 0.80, 0.99), 16: (28.0, 40.0, 0.80, 0.99)}
+#: Raised from (22, 34, 0.80, 0.99) when an independent benchmark corpus had two smooth honest
+#: tiles (dusk skies of two different wallpapers) at 28-29 dB and 0.93-0.94 explained against
+#: a training tile (score 0.51-0.61); with these they score ≤ 0.45 (thin margin; that corpus
+#: chose these levels, so it is no longer out of sample for them), and copies through any PIL
+#: filter stay flagged (0.98-1.0 on three corpora, BENCHMARKS.md).
+LEVELS = {32: (23.0, 35.0, 0.90, 0.995), 16: (29.0, 41.0, 0.90, 0.995)}
 #: Candidates verified per submitted image from each search.
 K_INCEPTION = 5
 K_PIXELS = 5

@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""Cost of the forensics at scale: a submission against ~20,000 training photos.
+
+The forensics needs only pixels and Inception features of the training side, which the audit
+caches. This script builds such a training side without Inception: ``--train`` "photos" that
+are random crops (40-100% of the area) of the corpus's real photos (``benchmarks/corpus.py``),
+each in both preprocessing variants at 64x64, with seeded random unit vectors standing in for
+the Inception features (the nearest-neighbour search costs the same). The submission is
+``--queries`` images: honest held-out photos, copies, 0.7/0.3 blends and crops of the
+synthetic training photos, in equal parts.
+
+It times what the audit adds to a plain FID/MiFID run, in the order the audit runs it:
+the box index (``audit.train_to_box_index``), then ``audit.images_to_findings`` (Inception
+and pixel neighbours, copy detector, whole-image index, per-image search, alignment,
+decomposition and scores), and reports per-image cost, the fixed cost, the extrapolation to
+``--extrapolate`` images and the peak memory. Detection quality is measured by
+``benchmarks/forensics.py``, not here (features are random).
+
+    python benchmarks/forensics_scale.py [--train 20000] [--queries 2000] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gandit.audit import images_to_findings, train_to_box_index  # noqa: E402
+from gandit.calibrate.attacks import blend_images, crop_resize, random_crop_box  # noqa: E402
+from gandit.dataset import load_photo, preprocess  # noqa: E402
+from gandit.features.embed import TrainFeatures  # noqa: E402
+from gandit.features.inception import FEATURE_DIM  # noqa: E402
+
+SIZE = (64, 64)
+
+
+def corpus_dir() -> Path:
+    return Path(os.environ.get("GANDIT_BENCH_DATA", Path.home() / ".cache" / "gandit-bench")) / "corpus"
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    x = rng.standard_normal((n, FEATURE_DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def synthetic_train(rng, sources: list[np.ndarray], count: int) -> TrainFeatures:
+    pixels = np.zeros((count, 2, SIZE[1], SIZE[0], 3), np.uint8)
+    sizes = np.zeros((count, 2), np.int64)
+    for i in range(count):
+        src = sources[int(rng.integers(len(sources)))]
+        h, w = src.shape[:2]
+        area = rng.uniform(0.4, 1.0)
+        cw, ch = max(16, int(w * np.sqrt(area))), max(16, int(h * np.sqrt(area)))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        photo = np.ascontiguousarray(src[y:y + ch, x:x + cw])
+        pixels[i, 0] = preprocess(photo, "center-crop", SIZE)
+        pixels[i, 1] = preprocess(photo, "kaggle2019", SIZE)
+        sizes[i] = (cw, ch)
+    return TrainFeatures([f"s{i:06d}.png" for i in range(count)], unit(rng, count), pixels, sizes)
+
+
+def queries(rng, honest: list[np.ndarray], train: TrainFeatures, count: int) -> list[np.ndarray]:
+    out = []
+    m = len(train.relpaths)
+    for i in range(count):
+        kind = i % 4
+        if kind == 0:
+            out.append(preprocess(honest[int(rng.integers(len(honest)))], "center-crop", SIZE))
+        elif kind == 1:
+            out.append(train.pixels[int(rng.integers(m)), 0].copy())
+        elif kind == 2:
+            a, b = (int(v) for v in rng.choice(m, 2, replace=False))
+            out.append(blend_images(train.pixels[a, 0], train.pixels[b, 0], 0.7))
+        else:
+            photo = train.pixels[int(rng.integers(m)), 1]
+            out.append(crop_resize(photo, random_crop_box(rng, SIZE[0], SIZE[1]), Image.Resampling.BILINEAR))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", type=int, default=20000)
+    ap.add_argument("--queries", type=int, default=2000)
+    ap.add_argument("--extrapolate", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    root = corpus_dir()
+    manifest = json.loads((root / "manifest.json").read_text())
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    train_src = [load_photo(root / i["path"]) for i in manifest["images"] if i["split"] == "train"]
+    honest_src = [load_photo(root / i["path"]) for i in manifest["images"] if i["split"] == "honest"]
+    train = synthetic_train(rng, train_src, args.train)
+    _ = train.thumbs
+    submitted = queries(rng, honest_src, train, args.queries)
+    feats = unit(rng, len(submitted))
+    t_build = time.perf_counter() - t0
+    del train_src, honest_src
+
+    t0 = time.perf_counter()
+    index = train_to_box_index(train)
+    t_index = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    findings, _ = images_to_findings(submitted, feats, train, {"copy": 0.5, "crop": 0.5, "blend": 0.5, "replay": 0.5},
+                                     index=index)
+    t_find = time.perf_counter() - t0
+    per_image = t_find / len(submitted)
+    report = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
+        "command": " ".join(["python", "benchmarks/forensics_scale.py"] + sys.argv[1:]),
+        "train_photos": args.train, "queries": len(submitted), "build_seconds": round(t_build, 1),
+        "box_index_seconds": round(t_index, 1), "box_index_rows": int(index.index.ntotal),
+        "box_index_mb": round(index.vectors.nbytes / 2**20, 1),
+        "findings_seconds": round(t_find, 1), "seconds_per_image": round(per_image, 4),
+        f"extrapolated_{args.extrapolate}_seconds": round(t_index + per_image * args.extrapolate, 0),
+        "flagged": int(sum(f.kind is not None and f.score >= 0.5 for f in findings)),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
