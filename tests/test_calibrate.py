@@ -189,9 +189,11 @@ def test_memorizer_samples_are_flagged_and_honest_images_are_not(calibrated):
     assert code == 0
     data = json.loads((out / "calibration.json").read_text())
     sources = data["sources"]
-    for name in MEMORIZER_SOURCES:
+    # a 0.9/0.1 class mix is a new image between two photos: the replay levels, strict so that
+    # self-similar honest photos are never accused, catch about half of them (measured 9 of 16)
+    for name, least in zip(MEMORIZER_SOURCES, (0.75, 0.75, 0.4)):
         assert sources[name]["images"] == TINY.samples
-        assert sources[name]["flagged"]["any"] >= 0.75, (name, sources[name])
+        assert sources[name]["flagged"]["any"] >= least, (name, sources[name])
     for name in ("held_out", "honest_gan"):
         assert sources[name]["flagged_images"] == 0 and sources[name]["flagged"]["any"] == 0.0
     assert sources["attack_copy"]["flagged"]["any"] >= 0.9 and sources["attack_blend99"]["flagged"]["any"] >= 0.9
@@ -221,7 +223,7 @@ def test_calibration_file_follows_its_schema_and_records_its_inputs(calibrated, 
         "source": "split", "images": 21, "available": 206, "dropped_identical_to_training": [], "fraction": 0.1,
         "max": 500}
     assert t["reference_images"] == 185 and t["budget"]["name"] == "tiny" and t["device"] == "cpu"
-    assert t["memorizer"]["classes"] == 24 and t["memorizer"]["steps"] == 800 and t["memorizer"]["image_size"] == 64
+    assert t["memorizer"]["classes"] == 24 and t["memorizer"]["steps"] == TINY.memorizer_steps(24) == 2400 and t["memorizer"]["image_size"] == 64
     assert t["honest_gan"]["samples"] == TINY.honest_samples and set(t["attacks"].values()) == {TINY.samples}
     assert data["provenance"]["weights"]["source"] == "bundled" and data["provenance"]["rules"]["sha256"]
     calibration = load_calibration(out / "calibration.json")
@@ -271,7 +273,7 @@ def test_same_seed_gives_byte_identical_files_also_after_an_interrupted_run_resu
     steps.clear()
     code = main(calibrate_args(samples, feature_cache, resumed))
     assert code == 0
-    assert steps[0] == 400 and len(steps) == (800 - 400) + TINY.honest_steps   # resumed from the step-400 checkpoint
+    assert steps[0] == 400 and len(steps) == (TINY.memorizer_steps(24) - 400) + TINY.honest_steps   # resumed from the step-400 checkpoint
     assert (resumed / "calibration.json").read_bytes() == first
 
 
