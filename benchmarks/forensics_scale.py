@@ -35,18 +35,14 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gandit.audit import images_to_findings, train_to_box_index  # noqa: E402
 from gandit.calibrate.attacks import blend_images, crop_resize, random_crop_box  # noqa: E402
 from gandit.dataset import load_photo, preprocess  # noqa: E402
 from gandit.features.embed import TrainFeatures  # noqa: E402
 from gandit.features.inception import FEATURE_DIM  # noqa: E402
-
-SIZE = (64, 64)
-
-
-def corpus_dir() -> Path:
-    return Path(os.environ.get("GANDIT_BENCH_DATA", Path.home() / ".cache" / "gandit-bench")) / "corpus"
+from forensics import SIZE, corpus_dir  # noqa: E402  (benchmarks/forensics.py)
 
 
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:

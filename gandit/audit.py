@@ -28,6 +28,7 @@ from gandit.features.pixels import image_to_thumbnail
 from gandit.forensics.align import BoxIndex, canvases_to_box_index
 from gandit.forensics import KINDS
 from gandit.forensics.analyze import Finding, Source, TrainPixels, analyze_images
+from gandit.forensics.whole import WholeIndex
 from gandit.forensics.copy import K_INCEPTION, detect_copies
 from gandit.images import ImageSet
 from gandit.intake import read_submission
@@ -136,18 +137,20 @@ def region_pixels(path: Path, box: list[int] | None, flip: bool, mode: str, size
 
 def images_to_findings(pixels: list[np.ndarray], feats: np.ndarray, train: TrainFeatures,
                        thresholds: dict[str, float], progress: ProgressReporter = SILENT,
-                       index: BoxIndex | None = None) -> tuple[list[Finding], np.ndarray]:
+                       index: BoxIndex | None = None,
+                       whole: WholeIndex | None = None) -> tuple[list[Finding], np.ndarray]:
     """The forensics of ``pixels`` (uint8 images at the compare size, with their Inception
     features ``feats``) against the training side: one finding per image and its nearest
     training image's Inception cosine similarity. ``index``: a box index built before from
-    ``train`` (``train_to_box_index``), to reuse it over several calls."""
+    ``train`` (``train_to_box_index``), and ``whole`` its whole-image index
+    (``whole.pixels_to_whole_index(train.pixels)``), to reuse them over several calls."""
     sims, neighbours = knn_cosine(feats, train.inception, K_INCEPTION) if len(feats) else (np.zeros((0, 1)), None)
     thumbs = np.stack([image_to_thumbnail(p) for p in pixels]) if pixels else np.zeros((0, 32, 32, 3), np.uint8)
     copies = detect_copies(feats, thumbs, train.inception, train.thumbs, neighbours)
     index = index if index is not None else train_to_box_index(train)
     findings = analyze_images(pixels, copies, neighbours, TrainPixels(train.pixels, train.canvas_variant,
                                                           train.photo_sizes[:, 0] / train.photo_sizes[:, 1]), index,
-                              thresholds, progress)
+                              thresholds, progress, whole)
     return findings, sims[:, 0]
 
 

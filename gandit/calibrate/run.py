@@ -54,6 +54,7 @@ from gandit.features.embed import (InceptionExtractor, TrainFeatures, embed_imag
 from gandit.features.inception import resolve_weights
 from gandit.forensics import KINDS
 from gandit.forensics.align import BoxIndex
+from gandit.forensics.whole import WholeIndex, pixels_to_whole_index
 from gandit.progress import SILENT, ProgressReporter
 from gandit.rules import Rules, load_rules
 
@@ -208,7 +209,7 @@ def _checkpoint(folder: Path | None, kind: str, images: np.ndarray, settings: di
 
 
 def forensic_scores(images: list[np.ndarray], feats: np.ndarray, pool: TrainFeatures, index: BoxIndex,
-                    cache: FeatureCache, pool_key: str, progress: ProgressReporter,
+                    whole: WholeIndex, cache: FeatureCache, pool_key: str, progress: ProgressReporter,
                     description: str) -> dict[str, np.ndarray]:
     """Every kind's score (threshold-independent) of each image against the pool, cached per
     image (``pool_key`` names the pool and the detectors' code)."""
@@ -226,7 +227,7 @@ def forensic_scores(images: list[np.ndarray], feats: np.ndarray, pool: TrainFeat
         for start in range(0, len(todo), FORENSICS_CHUNK):
             chunk = todo[start:start + FORENSICS_CHUNK]
             findings, _ = images_to_findings([images[i] for i in chunk], feats[chunk], pool, dict(DEFAULT_THRESHOLDS),
-                                             SILENT, index)
+                                             SILENT, index, whole)
             for i, finding in zip(chunk, findings):
                 out[i] = [finding.scores[k] for k in KINDS]
                 cache.put(keys[i], out[i])
@@ -398,10 +399,10 @@ def score_sources(inputs: CalibrationInputs, split: Split, sources: list[SourceS
         for s in sources[1:]:
             feats[s.name] = all_feats[start:start + len(s.images)]
             start += len(s.images)
-    index = train_to_box_index(pool)
+    index, whole = train_to_box_index(pool), pixels_to_whole_index(pool.pixels)
     images = [im for s in sources for im in s.images]
     stacked = np.concatenate([feats[s.name] for s in sources]) if images else np.zeros((0, 2048), np.float32)
-    scores = forensic_scores(images, stacked, pool, index, inputs.scores, pool_key, progress, "forensics")
+    scores = forensic_scores(images, stacked, pool, index, whole, inputs.scores, pool_key, progress, "forensics")
     start = 0
     for s in sources:
         s.scores = {k: v[start:start + len(s.images)] for k, v in scores.items()}

@@ -162,9 +162,10 @@ def _align(canvas64: torch.Tensor, canvas32: torch.Tensor, local: dict[int, int]
 
 def analyze_images(query_pixels, copies: list[CopyMatch | None], neighbours: np.ndarray | None,
                    train: TrainPixels, index: BoxIndex, thresholds: dict[str, float],
-                   progress: ProgressReporter = SILENT) -> list[Finding]:
+                   progress: ProgressReporter = SILENT, whole: WholeIndex | None = None) -> list[Finding]:
     """Findings for submitted uint8 (H, W, 3) images (a list or an array). ``copies``: the copy detector's
-    matches; ``neighbours``: Inception nearest training indices (N, k) or None."""
+    matches; ``neighbours``: Inception nearest training indices (N, k) or None; ``whole``: the
+    index of ``train``'s whole images (``whole.pixels_to_whole_index``), built here when None."""
     n = len(query_pixels)
     findings: list[Finding] = []
     if n == 0:
@@ -176,7 +177,7 @@ def analyze_images(query_pixels, copies: list[CopyMatch | None], neighbours: np.
     # waking a thread pool for every one of them (measured: 40 s → 5 s for 40 images).
     torch.set_num_threads(1)
     try:
-        whole = pixels_to_whole_index(train.pixels)
+        whole = whole if whole is not None else pixels_to_whole_index(train.pixels)
         with progress.task("forensics", n) as advance:
             for start in range(0, n, BATCH):
                 stop = min(n, start + BATCH)

@@ -52,6 +52,7 @@ def sources_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarray)
     photo_ids = sorted(set(int(p) for p in photos))
     share = {p: float(w[photos == p].sum()) for p in photo_ids}
     total = sum(share.values())
+    a_all, photos_all = a, photos    # the fit and the columns are reported over every source
     present = [p for p in photo_ids if share[p] > 0 and share[p] / max(total, 1e-12) >= MIN_WEIGHT]
     if present and len(present) < len(photo_ids):
         # Photos with negligible weights are dropped and the mix refitted: otherwise, when a
@@ -65,10 +66,7 @@ def sources_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarray)
         photo_ids = present
         share = {p: float(w[photos == p].sum()) for p in photo_ids}
         total = sum(share.values())
-        a_all, photos_all = a, photos
         a, photos = a[:, keep], photos[keep]
-    else:
-        a_all, photos_all = a, photos
     ratios = {}
     for p in photo_ids:
         if share[p] <= 0:
