@@ -15,7 +15,10 @@ photos of the same distribution, never overlapping a training photo). Builds, wi
 
 All go into one folder submission and ``gandit.audit.run_audit`` runs on it as a host would.
 Reports per-kind recall (flagged at the default thresholds and at zero false flags on the
-honest set), blend-source accuracy, crop-box IoU, score margins and audit time.
+honest set), blend-source accuracy, crop-box IoU, score margins and audit time; and the
+submission-level near-replay test (``gandit.nearreplay``): each kind's share of near-replays,
+and p-values of submissions made of half the honest photos plus k memorizer samples or
+replays, tested against the other half as held-out images.
 
     python benchmarks/forensics.py [--per-kind 150] [--train-count 1600] [--out results.json]
 """
@@ -39,6 +42,7 @@ from gandit.audit import AuditOptions, load_inputs, run_audit  # noqa: E402
 from gandit.calibrate.attacks import (FILTERS, blend_images, copy_image, crop_resize, degrade,  # noqa: E402
                                       random_crop_box)
 from gandit.dataset import load_photo, preprocess  # noqa: E402
+from gandit.nearreplay import counts_to_near_replay_test, is_near_replay  # noqa: E402
 
 SIZE = (64, 64)
 
@@ -194,6 +198,32 @@ def evaluate(result: dict, truth: dict, train_rel: list[str]) -> dict:
     return report
 
 
+def near_replay_report(result: dict, truth: dict, mixed_counts=(10, 25, 50, 100, 150)) -> dict:
+    """Near-replay shares by kind, and the submission-level test on honest halves: the odd
+    honest photos (by name) are a submission, the even ones its held-out set; k images of a
+    cheating kind are added to the submission."""
+    by_name = {i["name"]: i for i in result["images"]}
+    thresholds = result["thresholds"]
+    near = {n: is_near_replay(by_name[n]["scores"], by_name[n]["evidence"], thresholds) for n in truth}
+    kinds = sorted({t["kind"] for t in truth.values()})
+    out = {"share": {k: float(np.mean([near[n] for n, t in truth.items() if t["kind"] == k])) for k in kinds}}
+    honest = sorted(n for n, t in truth.items() if t["kind"] == "honest")
+    held, sub = honest[0::2], honest[1::2]
+    k_held, k_sub = sum(near[n] for n in held), sum(near[n] for n in sub)
+
+    def p(extra: list[str]) -> float:
+        return counts_to_near_replay_test(k_sub + sum(near[n] for n in extra), len(sub) + len(extra),
+                                          holdout_near=k_held, holdout_images=len(held))["p_value"]
+
+    out["honest_half"] = {"images": len(sub), "near_replays": k_sub, "holdout_images": len(held),
+                          "holdout_near_replays": k_held, "p_value": p([])}
+    for kind in ("memorizer", "replay"):
+        names = sorted(n for n, t in truth.items() if t["kind"] == kind)
+        if names:
+            out[f"honest_half_plus_{kind}"] = {str(k): p(names[:k]) for k in mixed_counts if k <= len(names)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-kind", type=int, default=150)
@@ -233,6 +263,7 @@ def main() -> None:
             image["truth"] = truth.get(image["name"])
         args.result.write_text(json.dumps(result))
     report = evaluate(result, truth, train_rel)
+    report["near_replays"] = near_replay_report(result, truth)
     report.update(train_images=len(train), submission_images=len(truth), build_seconds=round(t_build, 1),
                   audit_seconds=round(t_audit, 1), per_kind=args.per_kind, seed=args.seed, memorizer=memorizer)
     text = json.dumps(report, indent=2)

@@ -28,12 +28,13 @@ from gandit.features.pixels import image_to_thumbnail
 from gandit.forensics.align import BoxIndex, canvases_to_box_index
 from gandit.forensics import KINDS
 from gandit.forensics.analyze import Finding, Source, TrainPixels, analyze_images
-from gandit.forensics.whole import WholeIndex
+from gandit.forensics.whole import WholeIndex, pixels_to_whole_index
 from gandit.forensics.copy import K_INCEPTION, detect_copies
 from gandit.images import ImageSet
 from gandit.intake import read_submission
 from gandit.metrics import (features_to_fid, features_to_memorization_distance, fid_to_mifid,
                             similarities_to_reference)
+from gandit.nearreplay import counts_to_near_replay_test, is_near_replay
 from gandit.progress import SILENT, ProgressReporter
 from gandit.report.result import AuditResult, ImageResult, Match, Metrics, SubmissionSummary
 from gandit.rules import Rules, format_checks, load_rules
@@ -227,6 +228,36 @@ def data_copying(train: TrainFeatures, holdout: np.ndarray | None, generated: np
     return out
 
 
+def near_replay_test(images: list[ImageResult], holdout: list[Finding] | None, thresholds: dict[str, float],
+                     rate: float) -> dict:
+    """The submission-level near-replay test (``gandit.nearreplay``): unwaived near-replays of
+    the submission against those of the held-out images, else against the assumed ``rate``;
+    with the distinct training photos the submission's near-replays match."""
+    near = [i for i in images if not i.waived and is_near_replay(i.scores, i.evidence, thresholds)]
+    held = None if holdout is None else sum(is_near_replay(f.scores, f.evidence, thresholds) for f in holdout)
+    out = counts_to_near_replay_test(len(near), len(images), holdout_near=held,
+                                     holdout_images=None if holdout is None else len(holdout), rate=rate)
+    if holdout is not None and not holdout:
+        out["note"] = "the held-out set has no images: the assumed rate is used"
+    out["distinct_train"] = len({m.train for i in near for m in i.matches})
+    return out
+
+
+def near_replay_check(test: dict, alpha: float) -> Check:
+    decisive = alpha > 0 and test["p_value"] < alpha
+    if test["test"] == "fisher":
+        reference = (f"{test['holdout_near_replays']} of {test['holdout_images']} held-out images "
+                     f"({100 * test['rate']:.2f}%)")
+    else:
+        reference = f"an assumed honest share of {100 * test['rate']:.2f}% (rules' near_replay_rate)"
+    return Check("forensics.near_replays", "fail" if decisive else "pass",
+                 f"{test['near_replays']} near-replays among {test['images']} images "
+                 f"({100 * test['near_replays'] / test['images']:.2f}%, {test['distinct_train']} training images) "
+                 f"against {reference}: p = {test['p_value']:.2g}"
+                 + (f", below the rules' alpha {alpha:g}: more images reproduce training images than honest "
+                    f"images do (a memorizer)" if decisive else ""))
+
+
 def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs: Inputs | None = None) -> AuditResult:
     inputs = inputs or load_inputs(options)
     rules, sub = inputs.rules, inputs.submission
@@ -239,7 +270,8 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
     feats = embed_images(pixels, inputs.extractor, inputs.cache, progress)
 
     metrics = compute_metrics(feats, train.inception, rules.metric.mifid_epsilon)
-    findings, nn_sims = images_to_findings(pixels, feats, train, inputs.thresholds, progress)
+    index, whole = train_to_box_index(train), pixels_to_whole_index(train.pixels)
+    findings, nn_sims = images_to_findings(pixels, feats, train, inputs.thresholds, progress, index, whole)
     all_matches = findings_to_matches(findings, feats, inputs, train, size, progress)
 
     images: list[ImageResult] = []
@@ -251,10 +283,15 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
                                   float(nn), matches, reason,
                                   dict(finding.scores), dict(sorted(finding.evidence.items()))))
 
-    holdout_feats = None
+    holdout_feats, holdout_findings = None, None
     if inputs.holdout is not None:
         held = embed_training_set(inputs.holdout, preprocessing, size, inputs.extractor, inputs.cache, progress)
         holdout_feats = held.inception
+        holdout_findings, _ = images_to_findings(list(held.pixels[:, PRIMARY]), held.inception, train,
+                                                 inputs.thresholds, progress, index, whole)
+    near_replays = near_replay_test(images, holdout_findings, inputs.thresholds, rules.verdict.near_replay_rate)
+    if near_replays["p_value"] is not None:
+        checks.append(near_replay_check(near_replays, rules.verdict.near_replay_alpha))
     copying = data_copying(train, holdout_feats, feats, rules.verdict.data_copying_cells)
     if holdout_feats is not None and len(holdout_feats) and len(train.inception):
         reference = similarities_to_reference(knn_cosine(holdout_feats, train.inception, 1)[0][:, 0], "holdout")
@@ -300,7 +337,7 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
         images=len(images), flagged=sum(i.flagged for i in images),
         distinct_train_matched=len({m.train for i in counted for m in i.matches}),
         waived=sum(i.waived for i in images),
-        data_copying=copying)
+        data_copying=copying, near_replays=near_replays)
     return AuditResult(verdict, reason, provenance, dict(inputs.thresholds), checks, metrics, summary, images,
                        nn_similarity_reference=reference)
 

@@ -13,7 +13,7 @@ Sections and keys::
     [submission]  count, width, height, mode, formats
     [limits]      max_entries, max_file_bytes, max_total_bytes, max_pixels   (gandit.intake.Limits)
     [metric]      name ("fid" | "mifid"), mifid_epsilon, preprocessing, size
-    [verdict]     max_flagged
+    [verdict]     max_flagged, data_copying_alpha, data_copying_cells, near_replay_alpha, near_replay_rate
     [thresholds]  copy, crop, blend, replay                  (detector scores in [0, 1])
 
 Preprocessing of training photos (``[metric] preprocessing``), implemented in
@@ -91,6 +91,12 @@ class VerdictRules:
     data_copying_alpha: float = 0.0
     #: k-means cells of the C_T test (fewer are used when the sets are small)
     data_copying_cells: int = 20
+    #: the submission fails when the near-replay test's one-sided p-value (``gandit.nearreplay``)
+    #: is below this (0 = the test is reported, never decisive)
+    near_replay_alpha: float = 0.0
+    #: without --holdout: the share of honest images assumed to be near-replays at most (the
+    #: benchmark corpora measured 0.1-1.2%); with --holdout the held-out images' share is used
+    near_replay_rate: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,16 @@ def _unit_interval(value: object) -> float:
     return number
 
 
+def _open_unit_interval(value: object) -> float:
+    try:
+        number = _number(value)
+    except _Invalid:
+        number = math.nan
+    if not 0.0 < number < 1.0:
+        raise _Invalid("a number in (0, 1)")
+    return number
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
     def check(value: object) -> str:
         if not isinstance(value, str) or value not in options:
@@ -287,7 +303,8 @@ _SCHEMA: dict[str, dict[str, _Validator]] = {
     "metric": {"name": _choice(METRIC_NAMES), "mifid_epsilon": _epsilon,
                "preprocessing": _choice(PREPROCESSING_MODES), "size": _positive_int},
     "verdict": {"max_flagged": _non_negative_int, "data_copying_alpha": _unit_interval,
-                "data_copying_cells": _positive_int},
+                "data_copying_cells": _positive_int, "near_replay_alpha": _unit_interval,
+                "near_replay_rate": _open_unit_interval},
     "thresholds": {kind: _unit_interval for kind in KNOWN_KINDS},
 }
 

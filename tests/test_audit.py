@@ -94,6 +94,12 @@ def test_result_follows_the_contract(copies_result, samples):
     assert "NaN" not in text and "Infinity" not in text
     assert result["provenance"]["weights"]["source"] == "bundled"
     assert result["provenance"]["preprocessing"] == "center-crop"
+    # without --holdout the near-replay count is tested against the rules' assumed honest share,
+    # and reported only (the default rules' near_replay_alpha is 0)
+    near = result["submission"]["near_replays"]
+    assert near["test"] == "binomial" and near["rate"] == 0.02 and near["holdout_images"] is None
+    assert near["near_replays"] >= 12 and 0 < near["p_value"] < 1e-9
+    assert next(c for c in result["checks"] if c["id"] == "forensics.near_replays")["status"] == "pass"
 
 
 def test_junit_has_a_case_per_check_and_per_flagged_image(copies_result):
@@ -268,7 +274,7 @@ def test_inputs_that_stop_the_run_give_one_line_and_exit_2_with_no_outputs(
 
 def test_holdout_runs_the_data_copying_test_and_the_rules_can_make_it_decisive(samples, feature_cache, tmp_path,
                                                                                  capsys):
-    stats = {}
+    stats, near = {}, {}
     for name in ("honest.zip", "copies.zip"):
         out = tmp_path / f"{name}.json"
         run(audit_args(samples, name, feature_cache, "--holdout", str(samples / "holdout"), "--json", str(out)), capsys)
@@ -278,16 +284,28 @@ def test_holdout_runs_the_data_copying_test_and_the_rules_can_make_it_decisive(s
         assert dc["test"] == "C_T" and dc["statistic"] is not None and 0 <= dc["p_value"] <= 1, dc
         assert dc["holdout_images"] == 120
         stats[name] = dc
+        near[name] = result["submission"]["near_replays"]
     # a quarter of copies (distance 0 to the training set) pulls C_T down, towards copying
     assert stats["copies.zip"]["statistic"] < stats["honest.zip"]["statistic"]
+    # near-replays: the 12 copies (and no honest image), against the 120 held-out images
+    truth = json.loads((samples / "submissions" / "truth.json").read_text())
+    cheats = sum(v.get("kind") is not None for v in truth["copies.zip"].values())
+    for name, test in near.items():
+        assert test["test"] == "fisher" and test["holdout_images"] == 120 and test["images"] == 48, test
+        assert test["holdout_near_replays"] == near["honest.zip"]["holdout_near_replays"] <= 1
+    assert near["honest.zip"]["near_replays"] <= 1 and near["honest.zip"]["p_value"] > 0.1
+    assert near["copies.zip"]["near_replays"] >= cheats == near["copies.zip"]["distinct_train"] == 12
+    assert 0 < near["copies.zip"]["p_value"] < 1e-6     # kept to significant digits, not rounded to 0
     rules = tmp_path / "strict.toml"
-    rules.write_text('[verdict]\nmax_flagged = 1000\ndata_copying_alpha = 0.5\n')
+    rules.write_text('[verdict]\nmax_flagged = 1000\ndata_copying_alpha = 0.5\nnear_replay_alpha = 0.001\n')
     code, _, _ = run(audit_args(samples, "copies.zip", feature_cache, "--holdout", str(samples / "holdout"),
                                 "--rules", str(rules), "--json", str(tmp_path / "s.json")), capsys)
     result = json.loads((tmp_path / "s.json").read_text())
     check = next(c for c in result["checks"] if c["id"] == "forensics.data_copying")
     assert (check["status"] == "fail") == (stats["copies.zip"]["p_value"] < 0.5)
-    assert code == (1 if check["status"] == "fail" else 0)
+    near_check = next(c for c in result["checks"] if c["id"] == "forensics.near_replays")
+    assert near_check["status"] == "fail" and "12 near-replays among 48 images" in near_check["message"]
+    assert code == 1
 
 
 def test_a_missing_holdout_folder_stops_the_run_with_one_line(samples, feature_cache, tmp_path, capsys):

@@ -346,3 +346,58 @@ def test_replay_psnr_forgives_exactly_a_bounded_colour_drift():
     outside = base * 1.3 + 40 / 255
     assert renders_to_psnr16_drift(inside, base)[0] > 60
     assert renders_to_psnr16_drift(outside, base)[0] < 35
+
+
+def test_replays_of_duplicated_training_photos_are_near_replays_and_convict_the_submission(world):
+    """A memorizer replays training photos that the training set holds twice (a re-encoded,
+    slightly shifted copy of each, as real datasets hold near-duplicates): the runner-up photo
+    explains a replay as well as the best, so the per-image ratio test cannot single one out,
+    but every replay is a near-replay and honest look-alikes are not; counted per submission
+    against the honest images, the replays convict it."""
+    from gandit.nearreplay import counts_to_near_replay_test, is_near_replay
+
+    rng, photos, honest, train, _ = world
+    rng = np.random.default_rng(11)
+
+    def reencoded(p):
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(p[1:, 1:])).save(buf, "JPEG", quality=90)
+        return np.asarray(Image.open(buf).convert("RGB"))
+
+    twins = [reencoded(p) for p in photos]
+    both = photos + twins
+    pixels = np.stack([np.stack([preprocess(p, "center-crop", (64, 64)), preprocess(p, "kaggle2019", (64, 64))])
+                       for p in both])
+    doubled = TrainPixels(pixels, 1, np.array([p.shape[1] / p.shape[0] for p in both]))
+    index = canvases_to_box_index(np.stack([image_to_thumbnail(c, 32) for c in pixels[:, 1]]))
+    queries = []
+    for _ in range(16):
+        j = int(rng.integers(len(photos)))
+        x, y, w, h = random_crop(rng, photos[j])
+        img = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), Image.LANCZOS))
+        queries.append(degrade(rng, img))
+
+    def analyse(images):
+        qt = np.stack([image_to_thumbnail(q) for q in images])
+        tt = np.stack([[image_to_thumbnail(v) for v in p] for p in pixels])
+        copies = detect_copies(thumbnails_to_descriptors(qt), qt, thumbnails_to_descriptors(tt[:, 0]), tt)
+        return analyze_images(np.stack(images), copies, None, doubled, index, THRESHOLDS)
+
+    replays, held = analyse(queries), analyse(honest)
+    near = [is_near_replay(f.scores, f.evidence, THRESHOLDS) for f in replays]
+    held_near = [is_near_replay(f.scores, f.evidence, THRESHOLDS) for f in held]
+    flagged = sum(f.kind is not None and f.score >= 0.5 for f in replays)
+    print("flagged", flagged, "near", sum(near), "honest near", sum(held_near), "of", len(held))
+    assert sum(near) >= 14, [(f.kind, round(f.score, 3), f.evidence.get("replay_coarse")) for f in replays]
+    assert sum(held_near) <= 2
+    # the coarse score ignores only the ratio test: never below the replay score
+    assert all(f.evidence["replay_coarse"] >= f.scores["replay"] - 1e-12 for f in replays + held
+               if "replay_coarse" in f.evidence)
+    # 16 replays mixed into the honest images, against the honest images as held-out set
+    test = counts_to_near_replay_test(sum(near) + sum(held_near), len(held) + len(near),
+                                      holdout_near=sum(held_near), holdout_images=len(held))
+    assert test["test"] == "fisher" and test["p_value"] < 1e-3, test
+    honest_only = counts_to_near_replay_test(sum(held_near), len(held), holdout_near=sum(held_near),
+                                             holdout_images=len(held))
+    assert honest_only["p_value"] > 0.5
+

@@ -106,6 +106,9 @@ def test_report_shows_the_verdict_and_every_flagged_entry_with_its_match(audited
         assert any(a.startswith(f"submitted image {image['name']}: flagged {image['kind']} of ") for a in alts)
     for check in result["checks"]:
         assert check["id"] in text
+    near = result["submission"]["near_replays"]
+    assert f"{near['near_replays']} of {near['images']} (p = {near['p_value']:.3g})" in text
+    assert f"assumed honest share of {100 * near['rate']:.2f}%" in text
 
 
 def test_hostile_entry_names_are_text_and_the_only_script_is_gandits(audited):

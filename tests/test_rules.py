@@ -176,7 +176,8 @@ def test_rules_to_dict_shows_effective_settings(tmp_path):
     assert shown["metric"] == {"name": "fid", "mifid_epsilon": 0.1,
                                "preprocessing": "center-crop", "size": 48,
                                "compare_size": [48, 48]}
-    assert shown["verdict"] == {"max_flagged": 0, "data_copying_alpha": 0.0, "data_copying_cells": 20}
+    assert shown["verdict"] == {"max_flagged": 0, "data_copying_alpha": 0.0, "data_copying_cells": 20,
+                                "near_replay_alpha": 0.0, "near_replay_rate": 0.02}
     assert list(shown["thresholds"].items()) == [("copy", 0.25), ("replay", 0.5)]
     assert json.loads(json.dumps(shown)) == shown
 
@@ -554,3 +555,18 @@ def test_data_copying_policy_keys_are_validated(tmp_path):
     bad.write_text("[verdict]\ndata_copying_alpha = 2\n")
     with pytest.raises(RuleFileError, match="data_copying_alpha"):
         load_rules(str(bad))
+
+
+def test_near_replay_policy_keys_are_validated(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text("[verdict]\nnear_replay_alpha = 1e-6\nnear_replay_rate = 0.005\n")
+    rules = load_rules(str(good))
+    assert rules.verdict.near_replay_alpha == 1e-6 and rules.verdict.near_replay_rate == 0.005
+    for key, value in [("near_replay_rate", "0"), ("near_replay_rate", "1"), ("near_replay_alpha", "-0.1"),
+                       ("near_replay_rate", '"2%"')]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f"[verdict]\n{key} = {value}\n")
+        with pytest.raises(RuleFileError, match=key):
+            load_rules(str(bad))
+    kaggle = load_rules("kaggle-generative-dog-images")
+    assert kaggle.verdict.near_replay_alpha == 1e-6 and kaggle.verdict.near_replay_rate == 0.02

@@ -33,9 +33,8 @@ from gandit.forensics.align import (BoxIndex, Candidate, correlation, images_to_
 from gandit.forensics.blend import sources_to_blend
 from gandit.forensics import KINDS
 from gandit.forensics.copy import CopyMatch, images_to_agreement_score
-from gandit.forensics.replay import (parts_to_replay_score, pool, renders_to_detail16, renders_to_psnr16,
-                                     renders_to_psnr16_drift,
-                                     renders_to_replay_parts)
+from gandit.forensics.replay import (parts_to_coarse_score, parts_to_replay_score, pool, renders_to_detail16,
+                                     renders_to_psnr16, renders_to_psnr16_drift, renders_to_replay_parts)
 from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_whole
 from gandit.progress import SILENT, ProgressReporter
 
@@ -351,6 +350,7 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
                         replay_psnr16=float(renders_to_psnr16(qi[None], r[None])[0]), replay_psnr16_drift=float(p16[0]),
                         replay_detail16=float(d16[0]), replay_detail_rms=float(rms[0]))
         scores["replay"] = float(parts_to_replay_score(e16, c8, np.array([distinct]), p16, d16)[0])
+        evidence["replay_coarse"] = float(parts_to_coarse_score(e16, c8, p16, d16)[0])
         replay_source = Source(c.photo, cv, None if is_whole(c.box, width, height)
                                else tuple(float(v) for v in c.box), c.flip)
     else:
@@ -380,6 +380,8 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             evidence.update(mixed_replay_explained16=float(e16[0]), mixed_replay_detail16=float(d16[0]),
                             mixed_replay_correlation8=float(c8[0]), mixed_replay_psnr16_drift=float(p16[0]),
                             mixed_replay_psnr16=float(renders_to_psnr16(qi[None], mix)[0]))
+            evidence["replay_coarse"] = max(evidence.get("replay_coarse", 0.0),
+                                            float(parts_to_coarse_score(e16, c8, p16, d16)[0]))
             if mixed > scores["replay"]:
                 scores["replay"] = mixed
                 replay_source = None

@@ -124,11 +124,23 @@ def renders_to_replay_parts(query: torch.Tensor, source: torch.Tensor) -> tuple[
     return explained.numpy().astype(np.float64), corr8.numpy().astype(np.float64)
 
 
+def _part(x: np.ndarray, key: str) -> np.ndarray:
+    lo, hi = LEVELS[key]
+    return np.clip((np.asarray(x, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def parts_to_coarse_score(explained16: np.ndarray, correlation8: np.ndarray, psnr16: np.ndarray,
+                          detail16: np.ndarray) -> np.ndarray:
+    """The replay score without its ratio test: how well one training region (or mix)
+    reproduces the image at coarse scales, whether or not another photo does as well. Above 0
+    (every part beyond its honest anchor) the image is a *near-replay*: not evidence against
+    one image (a self-similar honest photo can be one), but counted per submission
+    (``gandit.nearreplay``) where a memorizer's outputs are near-replays by the hundred."""
+    return np.minimum.reduce([_part(explained16, "explained16"), _part(correlation8, "correlation8"),
+                              _part(psnr16, "psnr16"), _part(detail16, "detail16")])
+
+
 def parts_to_replay_score(explained16: np.ndarray, correlation8: np.ndarray,
                           unexplained_ratio: np.ndarray, psnr16: np.ndarray, detail16: np.ndarray) -> np.ndarray:
-    def part(x, key):
-        lo, hi = LEVELS[key]
-        return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return np.minimum.reduce([part(explained16, "explained16"), part(correlation8, "correlation8"),
-                              part(unexplained_ratio, "unexplained_ratio"), part(psnr16, "psnr16"),
-                              part(detail16, "detail16")])
+    return np.minimum(parts_to_coarse_score(explained16, correlation8, psnr16, detail16),
+                      _part(unexplained_ratio, "unexplained_ratio"))

@@ -63,6 +63,7 @@ class SubmissionSummary:
     distinct_train_matched: int
     waived: int
     data_copying: dict[str, Any]
+    near_replays: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,19 +96,25 @@ class AuditResult:
         return clean_numbers(data)
 
 
-def clean_numbers(value: Any) -> Any:
-    """Round floats to 6 decimals; NaN/inf → None; recurse through dicts, lists, tuples."""
+#: Keys whose floats keep 6 significant digits instead of 6 decimals (a p-value of 1e-9 is
+#: not 0).
+SIGNIFICANT_KEYS = frozenset({"p_value"})
+
+
+def clean_numbers(value: Any, significant: bool = False) -> Any:
+    """Round floats to 6 decimals (6 significant digits under ``SIGNIFICANT_KEYS``); NaN/inf →
+    None; recurse through dicts, lists, tuples."""
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
-        rounded = round(value, DECIMALS)
+        rounded = float(f"{value:.{DECIMALS}g}") if significant else round(value, DECIMALS)
         return 0.0 if rounded == 0 else rounded
     if isinstance(value, int):
         return value
     if isinstance(value, dict):
-        return {k: clean_numbers(v) for k, v in value.items()}
+        return {k: clean_numbers(v, k in SIGNIFICANT_KEYS) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [clean_numbers(v) for v in value]
     if hasattr(value, "item"):  # numpy scalars

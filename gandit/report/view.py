@@ -191,6 +191,7 @@ def result_to_view(result: dict[str, Any], sources: ReportSources, options: Repo
         "summary": result["submission"],
         "metrics": result["metrics"],
         "data_copying": result["submission"].get("data_copying") or {},
+        "near_replays": result["submission"].get("near_replays") or {},
         "thresholds": [(k, v, KIND_MEANING.get(k, "")) for k, v in thresholds.items()],
         "calibration": prov.get("calibration"),
         "checks": checks,
