@@ -229,10 +229,11 @@ def data_copying(train: TrainFeatures, holdout: np.ndarray | None, generated: np
 
 
 def near_replay_test(images: list[ImageResult], holdout: list[Finding] | None, thresholds: dict[str, float],
-                     rate: float) -> dict:
+                     rate: float, rate_source: str = "rules") -> dict:
     """The submission-level near-replay test (``gandit.nearreplay``): unwaived near-replays of
-    the submission against those of the held-out images, else against the assumed ``rate``;
-    with the distinct training photos the submission's near-replays match."""
+    the submission against those of the held-out images, else against the assumed ``rate``
+    (from ``rate_source``: "rules" or "calibration"); with the distinct training photos the
+    submission's near-replays match."""
     near = [i for i in images if not i.waived and is_near_replay(i.scores, i.evidence, thresholds)]
     held = None if holdout is None else sum(is_near_replay(f.scores, f.evidence, thresholds) for f in holdout)
     out = counts_to_near_replay_test(len(near), len(images), holdout_near=held,
@@ -240,6 +241,7 @@ def near_replay_test(images: list[ImageResult], holdout: list[Finding] | None, t
     if holdout is not None and not holdout:
         out["note"] = "the held-out set has no images: the assumed rate is used"
     out["distinct_train"] = len({m.train for i in near for m in i.matches})
+    out["rate_source"] = rate_source if out["test"] == "binomial" else None
     return out
 
 
@@ -249,7 +251,9 @@ def near_replay_check(test: dict, alpha: float) -> Check:
         reference = (f"{test['holdout_near_replays']} of {test['holdout_images']} held-out images "
                      f"({100 * test['rate']:.2f}%)")
     else:
-        reference = f"an assumed honest share of {100 * test['rate']:.2f}% (rules' near_replay_rate)"
+        reference = (f"an assumed honest share of {100 * test['rate']:.2f}% "
+                     + ("(the calibration's bound)" if test.get("rate_source") == "calibration"
+                        else "(rules' near_replay_rate)"))
     return Check("forensics.near_replays", "fail" if decisive else "pass",
                  f"{test['near_replays']} near-replays among {test['images']} images "
                  f"({100 * test['near_replays'] / test['images']:.2f}%, {test['distinct_train']} training images) "
@@ -289,7 +293,10 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
         holdout_feats = held.inception
         holdout_findings, _ = images_to_findings(list(held.pixels[:, PRIMARY]), held.inception, train,
                                                  inputs.thresholds, progress, index, whole)
-    near_replays = near_replay_test(images, holdout_findings, inputs.thresholds, rules.verdict.near_replay_rate)
+    calibrated = inputs.calibration.near_replay_rate if inputs.calibration else None
+    near_replays = near_replay_test(images, holdout_findings, inputs.thresholds,
+                                    rules.verdict.near_replay_rate if calibrated is None else calibrated,
+                                    "rules" if calibrated is None else "calibration")
     if near_replays["p_value"] is not None:
         checks.append(near_replay_check(near_replays, rules.verdict.near_replay_alpha))
     copying = data_copying(train, holdout_feats, feats, rules.verdict.data_copying_cells)

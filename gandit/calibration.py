@@ -23,6 +23,9 @@ class Calibration:
     sha256: str
     thresholds: dict[str, float]
     train_fingerprint: str | None
+    #: the honest share of near-replays the audit assumes without --holdout (overrides the
+    #: rule file's ``near_replay_rate``); None when the file has none
+    near_replay_rate: float | None = None
 
 
 def load_calibration(path: str | os.PathLike) -> Calibration:
@@ -44,8 +47,11 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
             raise UsageError(f"calibration file '{p}': unknown threshold '{kind}' — known: {', '.join(DEFAULT_THRESHOLDS)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
             raise UsageError(f"calibration file '{p}': threshold '{kind}' must be a number in [0, 1]")
+    rate = data.get("near_replay_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < rate < 1.0):
+        raise UsageError(f"calibration file '{p}': near_replay_rate must be a number in (0, 1) or null")
     return Calibration(str(p), hashlib.sha256(raw).hexdigest(), {k: float(v) for k, v in thresholds.items()},
-                       data.get("train_fingerprint"))
+                       data.get("train_fingerprint"), None if rate is None else float(rate))
 
 
 def effective_thresholds(rule_thresholds: dict[str, float], calibration: Calibration | None) -> dict[str, float]:

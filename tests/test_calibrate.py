@@ -208,6 +208,17 @@ def test_memorizer_samples_are_flagged_and_honest_images_are_not(calibrated):
     assert "299,572" in data["notes"][0] and any("--budget tiny" in n for n in data["notes"])
     assert data["roc"]["replay"]["positives"] == [*MEMORIZER_SOURCES, "attack_replay"]
     assert data["roc"]["replay"]["auc"] > 0.8
+    # near-replays: rare among honest images, common among the memorizer's samples; the audit's
+    # assumed honest share is the Clopper-Pearson bound of the honest count
+    nr = data["near_replays"]
+    assert nr["honest_images"] == ff["honest_images"] and nr["honest_near_replays"] <= 2
+    assert nr["rate_upper_bound"] == data["near_replay_rate"] == pytest.approx(
+        false_flag_upper_bound(nr["honest_near_replays"], nr["honest_images"]), abs=1e-6)
+    for name in MEMORIZER_SOURCES:
+        # every flagged sample is a near-replay, and more are than are flagged
+        assert nr["by_source"][name] >= sources[name]["flagged"]["any"]
+    assert nr["by_source"]["memorizer_onehot"] >= 0.75 and nr["by_source"]["attack_copy"] >= 0.9
+    assert max(nr["by_source"][n] for n in ("held_out", "honest_gan")) <= 0.05
 
 
 def test_calibration_file_follows_its_schema_and_records_its_inputs(calibrated, samples):
@@ -229,6 +240,7 @@ def test_calibration_file_follows_its_schema_and_records_its_inputs(calibrated, 
     calibration = load_calibration(out / "calibration.json")
     assert calibration.thresholds == data["thresholds"]
     assert calibration.train_fingerprint == data["train_fingerprint"]
+    assert calibration.near_replay_rate == data["near_replay_rate"] is not None
 
 
 def test_same_seed_gives_byte_identical_files_also_after_an_interrupted_run_resumes(
@@ -293,6 +305,11 @@ def test_audit_uses_the_calibration_thresholds_over_the_rule_file(calibrated, sa
     assert result["provenance"]["calibration"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert result["provenance"]["train_fingerprint"] == data["train_fingerprint"]
     assert "calibration.fingerprint" not in {c["id"] for c in result["checks"]}
+    # without --holdout the near-replay count is tested against the calibration's bound
+    near = result["submission"]["near_replays"]
+    assert near["test"] == "binomial" and near["rate_source"] == "calibration"
+    assert near["rate"] == pytest.approx(data["near_replay_rate"], abs=1e-6)
+    assert "the calibration's bound" in next(c for c in result["checks"] if c["id"] == "forensics.near_replays")["message"]
     # another training folder: the audit still uses the file, and warns that it was made for other data
     main([*base, "--train", str(samples / "train" / "emoji"), "--json", str(tmp_path / "other.json")])
     other = json.loads((tmp_path / "other.json").read_text())

@@ -49,6 +49,7 @@ class SourceScores:
     role: str                          #: "honest" or "cheat"
     images: list[np.ndarray]
     scores: dict[str, np.ndarray] = field(default_factory=dict)
+    coarse: np.ndarray | None = None   #: each image's ``replay_coarse`` evidence (near-replays)
 
 
 @dataclass
@@ -65,14 +66,43 @@ class CalibrationReport:
     training: dict[str, Any]
     provenance: dict[str, Any]
     notes: list[str]
+    near_replays: dict[str, Any] = field(default_factory=dict)
     schema: str = CALIBRATION_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
         return clean_numbers({
-            "schema": self.schema, "thresholds": self.thresholds, "train_fingerprint": self.train_fingerprint,
+            "schema": self.schema, "thresholds": self.thresholds,
+            "near_replay_rate": self.near_replays.get("rate_upper_bound"),
+            "train_fingerprint": self.train_fingerprint,
             "derivation": self.derivation, "false_flags": self.false_flags, "detection": self.detection,
+            "near_replays": self.near_replays,
             "sources": self.sources, "roc": self.roc, "training": self.training,
             "provenance": self.provenance, "notes": self.notes})
+
+
+def near_replay_flags(source: SourceScores, chosen: dict[str, float]) -> np.ndarray:
+    """Each image's near-replay indicator (``gandit.nearreplay.is_near_replay``): coarse
+    replay agreement above every honest anchor, or flagged at the thresholds."""
+    n = len(source.images)
+    if not n:
+        return np.zeros(0, bool)
+    coarse = source.coarse if source.coarse is not None else np.zeros(n)
+    return (coarse > 0.0) | th.scores_to_flags(source.scores, chosen)
+
+
+def near_replay_report(sources: list[SourceScores], chosen: dict[str, float]) -> dict[str, Any]:
+    """Near-replay shares by source, and the audit's assumed honest rate: the one-sided
+    Clopper-Pearson upper bound of the honest sources' pooled share (``rate_upper_bound``; None
+    when there is no honest image or every one is a near-replay)."""
+    flags = {s.name: near_replay_flags(s, chosen) for s in sources}
+    honest = [s for s in sources if s.role == "honest"]
+    n = sum(len(flags[s.name]) for s in honest)
+    k = int(sum(flags[s.name].sum() for s in honest))
+    bound = th.false_flag_upper_bound(k, n) if n else 1.0
+    return {"by_source": {name: float(f.mean()) if len(f) else None for name, f in flags.items()},
+            "honest_images": n, "honest_near_replays": k, "confidence": th.CONFIDENCE,
+            "method": "one-sided Clopper-Pearson upper bound on the honest share of near-replays",
+            "rate_upper_bound": bound if bound < 1.0 else None}
 
 
 def summarise_source(source: SourceScores, chosen: dict[str, float]) -> dict[str, Any]:
@@ -148,7 +178,8 @@ def sources_to_report(sources: list[SourceScores], choices: dict[str, th.Thresho
     false_flags = false_flag_report(sum(summaries[s.name]["images"] for s in honest),
                                     sum(summaries[s.name]["flagged_images"] for s in honest))
     report = CalibrationReport(chosen, train_fingerprint, derivation, false_flags, detection, summaries,
-                               roc_report(honest, cheats, chosen), training, provenance, [])
+                               roc_report(honest, cheats, chosen), training, provenance, [],
+                               near_replay_report(sources, chosen))
     report.notes = calibration_notes(report)
     return report
 

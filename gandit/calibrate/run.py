@@ -211,15 +211,17 @@ def _checkpoint(folder: Path | None, kind: str, images: np.ndarray, settings: di
 def forensic_scores(images: list[np.ndarray], feats: np.ndarray, pool: TrainFeatures, index: BoxIndex,
                     whole: WholeIndex, cache: FeatureCache, pool_key: str, progress: ProgressReporter,
                     description: str) -> dict[str, np.ndarray]:
-    """Every kind's score (threshold-independent) of each image against the pool, cached per
-    image (``pool_key`` names the pool and the detectors' code)."""
+    """Every kind's score (threshold-independent) of each image against the pool, and its
+    coarse replay agreement (``replay_coarse``: the near-replay evidence), cached per image
+    (``pool_key`` names the pool and the detectors' code)."""
     n = len(images)
-    out = np.zeros((n, len(KINDS)), np.float64)
+    columns = (*KINDS, "replay_coarse")
+    out = np.zeros((n, len(columns)), np.float64)
     keys = [make_key(SCORES_TAG, pool_key, pixels_digest(im)) for im in images]
     todo = []
     for i, key in enumerate(keys):
         cached = cache.get(key)
-        if cached is not None and cached.shape == (len(KINDS),):
+        if cached is not None and cached.shape == (len(columns),):
             out[i] = cached
         else:
             todo.append(i)
@@ -229,10 +231,10 @@ def forensic_scores(images: list[np.ndarray], feats: np.ndarray, pool: TrainFeat
             findings, _ = images_to_findings([images[i] for i in chunk], feats[chunk], pool, dict(DEFAULT_THRESHOLDS),
                                              SILENT, index, whole)
             for i, finding in zip(chunk, findings):
-                out[i] = [finding.scores[k] for k in KINDS]
+                out[i] = [finding.scores[k] for k in KINDS] + [finding.evidence.get("replay_coarse", 0.0)]
                 cache.put(keys[i], out[i])
             advance(len(chunk))
-    return {k: out[:, j] for j, k in enumerate(KINDS)}
+    return {k: out[:, j] for j, k in enumerate(columns)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,7 +407,8 @@ def score_sources(inputs: CalibrationInputs, split: Split, sources: list[SourceS
     scores = forensic_scores(images, stacked, pool, index, whole, inputs.scores, pool_key, progress, "forensics")
     start = 0
     for s in sources:
-        s.scores = {k: v[start:start + len(s.images)] for k, v in scores.items()}
+        s.scores = {k: scores[k][start:start + len(s.images)] for k in KINDS}
+        s.coarse = scores["replay_coarse"][start:start + len(s.images)]
         start += len(s.images)
 
 

@@ -33,5 +33,11 @@ def print_calibration_summary(data: dict[str, Any], console: Console) -> None:
     parts = [f"{name.removeprefix('attack_')} {_pct(rate)}" for name, rate in det["by_source"].items()]
     console.print(f"flagged cheats: {det['flagged']} of {det['cheat_images']} ({_pct(det['recall'])}): "
                   + ", ".join(parts))
+    nr = data.get("near_replays")
+    if nr:
+        bound = "n/a" if nr["rate_upper_bound"] is None else f"{nr['rate_upper_bound']:.2g}"
+        console.print(f"near-replays: {nr['honest_near_replays']} of {nr['honest_images']} honest images "
+                      f"(assumed share without held-out images < {bound}); "
+                      + ", ".join(f"{name} {_pct(share)}" for name, share in nr["by_source"].items()))
     for note in data["notes"][1:]:
         console.print(f"note: {note}")
