@@ -145,7 +145,19 @@ def iou(a, b):
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def evaluate(result: dict, truth: dict, train_rel: list[str]) -> dict:
+def source_box(entry: dict, box) -> tuple[str, list[float]]:
+    """A box in a training photo's pixels (None: the whole photo) as (source picture, box in
+    the source picture's pixels), from the photo's corpus manifest ``entry``."""
+    bx, by, bw, bh = entry["box"]
+    sw, sh = entry["size"]
+    x, y, w, h = box if box is not None else (0, 0, sw, sh)
+    return entry["source_file"], [bx + x * bw / sw, by + y * bh / sh, w * bw / sw, h * bh / sh]
+
+
+def evaluate(result: dict, truth: dict, train_rel: list[str], manifest: dict[str, dict] | None = None) -> dict:
+    """Per-kind figures; ``manifest`` (training file name → its corpus manifest entry) adds the
+    crop-box IoU measured in the source picture, where a match to another training photo that
+    holds the same region of the same picture (overlapping tiles) counts."""
     by_name = {i["name"]: i for i in result["images"]}
     kinds = sorted({t["kind"] for t in truth.values()})
     honest = [by_name[n] for n, t in truth.items() if t["kind"] == "honest"]
@@ -191,6 +203,13 @@ def evaluate(result: dict, truth: dict, train_rel: list[str]) -> dict:
             ious = np.array(ious)
             entry["box_iou_median"] = float(np.median(ious))
             entry["box_iou_at_least_0.8"] = float(np.mean(ious >= 0.8))
+            if manifest:
+                in_source = []
+                for i, t in items:
+                    pic, want = source_box(manifest[train_rel[t["train"][0]]], t["box"])
+                    got = [source_box(manifest[m["train"]], m["box"]) for m in i["matches"] if m["train"] in manifest]
+                    in_source.append(max([iou(b, want) for p_, b in got if p_ == pic] or [0.0]))
+                entry["source_box_iou_at_least_0.8"] = float(np.mean(np.array(in_source) >= 0.8))
             entry["flip_correct"] = float(np.mean([i["matches"][0]["flip"] == t["flip"] for i, t in items
                                                    if i["matches"]] or [0.0]))
         report["kinds"][kind] = entry
@@ -262,7 +281,8 @@ def main() -> None:
         for image in result["images"]:
             image["truth"] = truth.get(image["name"])
         args.result.write_text(json.dumps(result))
-    report = evaluate(result, truth, train_rel)
+    by_name = {Path(i["path"]).name: i for i in manifest["images"] if i["split"] == "train"}
+    report = evaluate(result, truth, train_rel, by_name)
     report["near_replays"] = near_replay_report(result, truth)
     report.update(train_images=len(train), submission_images=len(truth), build_seconds=round(t_build, 1),
                   audit_seconds=round(t_audit, 1), per_kind=args.per_kind, seed=args.seed, memorizer=memorizer)
