@@ -401,3 +401,37 @@ def test_replays_of_duplicated_training_photos_are_near_replays_and_convict_the_
                                              holdout_images=len(held))
     assert honest_only["p_value"] > 0.5
 
+
+def test_inverted_file_box_index_proposes_the_photos_the_exact_index_proposes(world):
+    """Large training sets get an approximate (IVF) box index: it must propose the cropped
+    photo wherever the exact index does (crops of every training photo, as is and mirrored)."""
+    import faiss
+    from gandit.forensics.align import IVF_LISTS, query_descriptors, search_candidates
+
+    rng, photos, _, train, exact = world
+    rng = np.random.default_rng(5)
+    canvases = np.stack([image_to_thumbnail(c, 32) for c in train.pixels[:, 1]])
+    ivf = canvases_to_box_index(canvases, ivf_min_rows=0)
+    assert isinstance(ivf.index, faiss.IndexIVFFlat) and isinstance(exact.index, faiss.IndexFlatL2)
+    assert 1 < ivf.index.nlist <= IVF_LISTS and ivf.index.ntotal == exact.index.ntotal
+    np.testing.assert_array_equal(ivf.vectors, exact.vectors)
+    queries, truth = [], []
+    for j in range(len(photos)):
+        x, y, w, h = random_crop(rng, photos[j])
+        img = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), Image.BICUBIC))
+        queries.append(img[:, ::-1] if j % 2 else img)
+        truth.append(j)
+    q = images_to_tensor(np.stack(queries))
+    desc, mdesc = query_descriptors(torch.nn.functional.adaptive_avg_pool2d(q, 32))
+    found = {}
+    for name, index in (("exact", exact), ("ivf", ivf)):
+        cands = search_candidates(index, desc, mdesc, 16, None, 3, 2)
+        found[name] = [j in {c.photo for c in cs} for cs, j in zip(cands, truth)]
+    # and the boxes themselves: the exact 16 nearest boxes of each crop, found by the IVF
+    _, want = exact.index.search(exact.project(desc), 16)
+    _, got = ivf.index.search(ivf.project(desc), 16)
+    recall = np.mean([len(set(w) & set(g)) / 16 for w, g in zip(want, got)])
+    print("exact", np.mean(found["exact"]), "ivf", np.mean(found["ivf"]), "box recall@16", recall)
+    assert recall >= 0.95
+    assert np.mean(found["exact"]) >= 0.9
+    assert sum(e and not i for e, i in zip(found["exact"], found["ivf"])) <= 1

@@ -50,6 +50,17 @@ MIN_BOX_AREA = 0.35
 MAX_BOX_ASPECT = 1.7
 #: Rendering batch (boxes per roi_align call): bounds memory.
 RENDER_BATCH = 65536
+#: From this many box rows on (~4,500 photos), the box index is an inverted file (FAISS
+#: ``IndexIVFFlat``: ``IVF_LISTS`` k-means cells, ``IVF_PROBE`` searched per query) instead of
+#: an exact scan, which costs 0.1 s per image at 20,000 photos (4.5 M rows). It only proposes
+#: candidates, which are then aligned and verified on pixels; what it may miss is measured in
+#: BENCHMARKS.md ("Cost against 20,000 training photos") and pinned against the exact index in
+#: tests/test_forensics.py.
+IVF_MIN_ROWS = 1_000_000
+IVF_LISTS = 1024
+IVF_PROBE = 48
+#: Training rows per k-means cell of the inverted file (FAISS warns below 39).
+IVF_TRAIN_PER_LIST = 64
 
 
 def box_grid(fractions=GRID_FRACTIONS, step: float = GRID_STEP, min_area: float = MIN_AREA) -> np.ndarray:
@@ -113,7 +124,8 @@ def descriptors(x: torch.Tensor) -> np.ndarray:
 
 @dataclass
 class BoxIndex:
-    """Descriptors of every grid box of every canvas, PCA-reduced, in a FAISS exact index."""
+    """Descriptors of every grid box of every canvas, PCA-reduced, in a FAISS index (exact, or an
+    inverted file for large training sets: ``IVF_MIN_ROWS``)."""
 
     grid: np.ndarray          #: (B, 4) unit boxes
     canvas_size: tuple[int, int]   #: (width, height) of the canvases, pixels
@@ -147,10 +159,26 @@ def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), comps.astype(np.float32)
 
 
+def vectors_to_ivf_index(vectors: np.ndarray, lists: int = IVF_LISTS, probe: int = IVF_PROBE) -> faiss.Index:
+    """An inverted-file index of float32 rows (exact distances within the ``probe`` cells
+    nearest each query), its k-means trained on every ``step``-th row (deterministic)."""
+    n, d = vectors.shape
+    lists = max(1, min(lists, n // IVF_TRAIN_PER_LIST))   # small sets: fewer, fuller cells
+    step = max(1, n // (lists * IVF_TRAIN_PER_LIST))
+    quantizer = faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_L2)
+    index.cp.seed = 1234
+    index.train(np.ascontiguousarray(vectors[::step]))
+    index.add(vectors)
+    index.nprobe = probe
+    return index
+
+
 def canvases_to_box_index(canvases: np.ndarray, grid: np.ndarray | None = None,
                           pca_dim: int = PCA_DIM, pca_sample: int = 200_000,
-                          chunk: int = 512) -> BoxIndex:
-    """Index every grid box of uint8 canvases (M, H, W, 3).
+                          chunk: int = 512, ivf_min_rows: int = IVF_MIN_ROWS) -> BoxIndex:
+    """Index every grid box of uint8 canvases (M, H, W, 3): exactly, or from ``ivf_min_rows``
+    rows on, in an inverted file (``vectors_to_ivf_index``).
 
     Two passes over the canvases, so that the full-size descriptors (192 floats per box:
     3.4 GB for 20,000 photos) never exist at once: the first keeps every ``step``-th row for the
@@ -176,7 +204,10 @@ def canvases_to_box_index(canvases: np.ndarray, grid: np.ndarray | None = None,
     index = BoxIndex(grid, (w, h), mean, comps, np.zeros((0, pca_dim), np.float32), faiss.IndexFlatL2(pca_dim))
     index.vectors = np.concatenate([index.project(chunk_descriptors(s)) for s in range(0, m, chunk)]) if total \
         else np.zeros((0, pca_dim), np.float32)
-    index.index.add(index.vectors)
+    if total >= ivf_min_rows:
+        index.index = vectors_to_ivf_index(index.vectors)
+    else:
+        index.index.add(index.vectors)
     return index
 
 
@@ -202,15 +233,30 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-12))
 
 
+def faiss_search(index: faiss.Index, queries: np.ndarray, k: int,
+                 threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` on ``threads`` OpenMP threads (FAISS shares torch's OpenMP pool, which
+    the forensics run on one thread), the pool restored after."""
+    if threads is None:
+        return index.search(queries, k)
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        return index.search(queries, k)
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def search_candidates(index: BoxIndex, query: np.ndarray, mirrored: np.ndarray, k: int,
                       extra: list[list[int]] | None = None, photos: int = 3,
-                      starts: int = 2) -> list[list[Candidate]]:
+                      starts: int = 2, threads: int | None = None) -> list[list[Candidate]]:
     """Per query, the ``photos`` best candidate photos with up to ``starts`` distinct starting
     boxes each (self-similar textures have look-alike regions: several starts keep the
     refinement out of the wrong one), best first.
 
     Photos come from the ``k`` nearest boxes of the image and of its mirror, plus ``extra``
     photos per query (e.g. Inception neighbours); every grid box of a chosen photo is scored.
+    ``threads``: FAISS threads for the search (``faiss_search``).
     """
     n = len(query)
     out: list[list[Candidate]] = [[] for _ in range(n)]
@@ -218,8 +264,8 @@ def search_candidates(index: BoxIndex, query: np.ndarray, mirrored: np.ndarray, 
         return out
     pq, pm = index.project(query), index.project(mirrored)
     kk = min(k, index.index.ntotal)
-    d0, i0 = index.index.search(pq, kk)
-    d1, i1 = index.index.search(pm, kk)
+    d0, i0 = faiss_search(index.index, pq, kk, threads)
+    d1, i1 = faiss_search(index.index, pm, kk, threads)
     b = index.boxes_per_photo
     for q in range(n):
         nearest: dict[int, float] = {}

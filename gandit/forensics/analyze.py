@@ -176,7 +176,8 @@ def analyze_images(query_pixels, copies: list[CopyMatch | None], neighbours: np.
     height, width = train.pixels.shape[2:4]
     threads = torch.get_num_threads()
     # Thousands of small tensor operations: one thread each is several times faster than
-    # waking a thread pool for every one of them (measured: 40 s → 5 s for 40 images).
+    # waking a thread pool for every one of them (measured: 40 s → 5 s for 40 images). FAISS
+    # shares the OpenMP pool: its few large searches get ``threads`` back (align.faiss_search).
     torch.set_num_threads(1)
     try:
         whole = whole if whole is not None else pixels_to_whole_index(train.pixels)
@@ -185,7 +186,7 @@ def analyze_images(query_pixels, copies: list[CopyMatch | None], neighbours: np.
                 stop = min(n, start + BATCH)
                 findings.extend(_analyze_batch(query_pixels[start:stop], copies[start:stop],
                                                None if neighbours is None else neighbours[start:stop],
-                                               train, index, whole, thresholds, cv, width, height))
+                                               train, index, whole, thresholds, cv, width, height, threads))
                 advance(stop - start)
     finally:
         torch.set_num_threads(threads)
@@ -205,10 +206,10 @@ def _exact(train: TrainPixels, photo: int, variant: int, flip: bool) -> torch.Te
 
 
 def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeIndex, thresholds, cv, width,
-                   height):
+                   height, threads: int):
     q = images_to_query(query_pixels)
     q16 = pool(q, 16)
-    whole_matches = search_whole(whole, q, WHOLE_PHOTOS)
+    whole_matches = search_whole(whole, q, WHOLE_PHOTOS, threads=threads)
     desc, mdesc = query_descriptors(q)
     extra = []
     for i in range(len(q)):
@@ -216,7 +217,7 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
         if copies[i] is not None:
             ex.insert(0, copies[i].train)
         extra.append(ex)
-    cands = search_candidates(index, desc, mdesc, K_BOXES, extra, PHOTOS, STARTS)
+    cands = search_candidates(index, desc, mdesc, K_BOXES, extra, PHOTOS, STARTS, threads)
 
     def canvases(photos: set[int]) -> tuple[torch.Tensor, torch.Tensor, dict[int, int]]:
         ids = sorted(photos)
@@ -259,9 +260,9 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
     if residual_rows:
         rt = torch.stack(residual_targets)
         rdesc, rmdesc = query_descriptors(rt)
-        rcands = search_candidates(index, rdesc, rmdesc, K_BOXES, None, 2, STARTS)
+        rcands = search_candidates(index, rdesc, rmdesc, K_BOXES, None, 2, STARTS, threads)
         rcands = [[c for c in cs if c.photo not in used] for cs, used in zip(rcands, primary)]
-        for i, found in zip(residual_rows, search_whole(whole, rt, RESIDUAL_WHOLE_PHOTOS, primary)):
+        for i, found in zip(residual_rows, search_whole(whole, rt, RESIDUAL_WHOLE_PHOTOS, primary, threads)):
             whole_matches[i] = whole_matches[i] + found
         rc64, rc32, rlocal = canvases({c.photo for cs in rcands for c in cs})
         for i, al in zip(residual_rows, _align(rc64, rc32, rlocal, rcands, pool(rt, 16), rt, 1, iw, train)):

@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 import torch
 
-from gandit.forensics.align import descriptors, images_to_tensor
+from gandit.forensics.align import descriptors, faiss_search, images_to_tensor
 
 #: Side of a whole-image descriptor, pixels.
 WHOLE_SIZE = 16
@@ -64,10 +64,10 @@ def pixels_to_whole_index(pixels: np.ndarray) -> WholeIndex:
 
 
 def search_whole(index: WholeIndex, images: torch.Tensor, photos: int,
-                 exclude: list[set[int]] | None = None) -> list[list[WholeMatch]]:
+                 exclude: list[set[int]] | None = None, threads: int | None = None) -> list[list[WholeMatch]]:
     """Per image of (N, 3, s, s), the ``photos`` training photos whose best variant (as is or
     mirrored) correlates best with it, best first (ties by photo id); photos in ``exclude[i]``
-    are skipped."""
+    are skipped. ``threads``: FAISS threads (``align.faiss_search``)."""
     n = len(images)
     out: list[list[WholeMatch]] = [[] for _ in range(n)]
     if n == 0 or index.index.ntotal == 0 or photos <= 0:
@@ -76,7 +76,7 @@ def search_whole(index: WholeIndex, images: torch.Tensor, photos: int,
     k = min(index.index.ntotal, (photos + extra) * index.variants)
     hits = []
     for flip, x in ((False, images), (True, images.flip(-1))):
-        sims, rows = index.index.search(whole_descriptors(x), k)
+        sims, rows = faiss_search(index.index, whole_descriptors(x), k, threads)
         hits.append((flip, sims, rows))
     for i in range(n):
         best: dict[int, WholeMatch] = {}
