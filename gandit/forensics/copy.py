@@ -7,9 +7,13 @@ of both preprocessing variants, for the image and its mirror); each candidate is
 
 * ``psnr``: peak signal-to-noise ratio of the thumbnails (dB), at 32x32 and at 16x16;
 * ``explained``: ``1 - MSE / var(training thumbnail)``, the share of the training image's
-  own pixel variance that the submitted image reproduces. A flat training image (a blank
-  background) has almost no variance to reproduce, so agreeing with it is no evidence of
-  copying: ``explained`` stays low and such pairs are never flagged.
+  own structure that the submitted image reproduces, both taken in each channel around that
+  channel's mean (a colour offset is left to the PSNR). A flat training image (a blank
+  background, a clear sky) has almost no structure to reproduce, so agreeing with it is no
+  evidence of copying: ``explained`` stays low and such pairs are never flagged. (Until both
+  were taken per channel, the spread between a flat sky's red, green and blue counted as
+  structure, and two clear skies among 20,000 training photos scored 0.60 and 0.74 as copies;
+  BENCHMARKS.md.)
 
 ``score`` = ``min(psnr_part, explained_part)``, each mapped linearly onto [0, 1] between
 an "honest" and a "certain copy" level (``LEVELS``), the better of the two levels. Measured
@@ -68,9 +72,12 @@ def thumbnails_to_agreement(query: np.ndarray, reference: np.ndarray) -> tuple[n
     """
     q, r = query, reference
     mse = ((q - r) ** 2).mean(axis=(-3, -2, -1))
-    var = r.var(axis=(-3, -2, -1))
+    # structure only: each channel around its own mean (a flat blue sky has no structure, however
+    # far its channels lie apart; a colour offset is the PSNR's to judge, not the structure's)
+    qc, rc = q - q.mean(axis=(-3, -2), keepdims=True), r - r.mean(axis=(-3, -2), keepdims=True)
+    var = (rc ** 2).mean(axis=(-3, -2, -1))
     psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
-    explained = 1.0 - mse / np.maximum(var, 1e-6)
+    explained = 1.0 - ((qc - rc) ** 2).mean(axis=(-3, -2, -1)) / np.maximum(var, 1e-6)
     explained = np.where(var < 1e-4, 0.0, explained)  # flat references carry no evidence
     return psnr, explained
 
