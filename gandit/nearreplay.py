@@ -14,8 +14,9 @@ The test asks whether the submission has more near-replays than honest images ha
 * with held-out real images (``--holdout``), the same forensics run on them, and the two
   rates are compared by Fisher's exact test (one-sided, alternative "the submission's rate is
   greater"): no assumed rate, the host's own distribution is the reference;
-* without, a one-sided exact binomial test against ``rate``, the honest rate the rule file
-  assumes (``[verdict] near_replay_rate``; an upper bound, not an estimate).
+* without, a one-sided exact binomial test against ``rate``, an assumed upper bound of the
+  honest share: the calibration's (``gandit calibrate`` bounds the share among its honest
+  reference images) or the rule file's ``[verdict] near_replay_rate``.
 
 Pure: counts in, a dict of plain numbers out (``scipy.stats``).
 """
