@@ -435,3 +435,37 @@ def test_inverted_file_box_index_proposes_the_photos_the_exact_index_proposes(wo
     assert recall >= 0.95
     assert np.mean(found["exact"]) >= 0.9
     assert sum(e and not i for e, i in zip(found["exact"], found["ivf"])) <= 1
+
+
+def test_faiss_searches_get_the_threads_back_and_leave_torch_on_one():
+    """The forensics pin torch (and so the OpenMP pool FAISS shares) to one thread; a search
+    runs on the threads it is given, and the pool is one thread again after it, also when the
+    search fails."""
+    import faiss
+    from gandit.forensics.align import faiss_search
+
+    index = faiss.IndexFlatL2(4)
+    index.add(np.eye(4, dtype=np.float32))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seen = []
+        real = index.search
+
+        def spy(q, k):
+            seen.append(faiss.omp_get_max_threads())
+            return real(q, k)
+
+        index.search = spy
+        _, ids = faiss_search(index, np.eye(4, dtype=np.float32)[:2], 1, threads=2)
+        assert ids[:, 0].tolist() == [0, 1] and seen == [2]
+        assert torch.get_num_threads() == 1 and faiss.omp_get_max_threads() == 1
+        def failing(*_):
+            raise RuntimeError("boom")
+
+        index.search = failing
+        with pytest.raises(RuntimeError):
+            faiss_search(index, np.eye(4, dtype=np.float32)[:1], 1, threads=2)
+        assert faiss.omp_get_max_threads() == 1
+    finally:
+        torch.set_num_threads(before)
