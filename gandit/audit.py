@@ -9,6 +9,8 @@ embedding and leaves no partial output.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,8 @@ DETECTORS_RUN = KINDS
 EMBED_REGIONS_FROM = 0.5
 #: Index of the rule's own preprocessing among the training variants (its Inception features are cached).
 PRIMARY = 0
+#: Training photos kept decoded by ``photo_loader`` (point-sampled copy verification).
+PHOTOS_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -136,22 +140,44 @@ def region_pixels(path: Path, box: list[int] | None, flip: bool, mode: str, size
     return photo_to_region(load_photo(path), box, flip, size, mode)
 
 
+def photo_loader(root: Path, relpaths: list[str], keep: int = PHOTOS_KEPT) -> Callable[[int], np.ndarray | None]:
+    """Training index → its uint8 photo (after EXIF orientation), or None when it can no longer
+    be read; the last ``keep`` photos stay in memory."""
+    kept: OrderedDict[int, np.ndarray | None] = OrderedDict()
+
+    def load(j: int) -> np.ndarray | None:
+        if j in kept:
+            kept.move_to_end(j)
+            return kept[j]
+        try:
+            photo = load_photo(root / relpaths[j])
+        except ValueError:   # the photo became unreadable since it was embedded
+            photo = None
+        kept[j] = photo
+        if len(kept) > keep:
+            kept.popitem(last=False)
+        return photo
+    return load
+
+
 def images_to_findings(pixels: list[np.ndarray], feats: np.ndarray, train: TrainFeatures,
                        thresholds: dict[str, float], progress: ProgressReporter = SILENT,
-                       index: BoxIndex | None = None,
-                       whole: WholeIndex | None = None) -> tuple[list[Finding], np.ndarray]:
+                       index: BoxIndex | None = None, whole: WholeIndex | None = None,
+                       photos: Callable[[int], np.ndarray | None] | None = None) -> tuple[list[Finding], np.ndarray]:
     """The forensics of ``pixels`` (uint8 images at the compare size, with their Inception
     features ``feats``) against the training side: one finding per image and its nearest
     training image's Inception cosine similarity. ``index``: a box index built before from
     ``train`` (``train_to_box_index``), and ``whole`` its whole-image index
-    (``whole.pixels_to_whole_index(train.pixels)``), to reuse them over several calls."""
+    (``whole.pixels_to_whole_index(train.pixels)``), to reuse them over several calls.
+    ``photos`` (``photo_loader``): the training photos themselves, for copies verified on point
+    samples (``copy.point_sampled_copies``); without it, area thumbnails only."""
     sims, neighbours = knn_cosine(feats, train.inception, K_INCEPTION) if len(feats) else (np.zeros((0, 1)), None)
     thumbs = np.stack([image_to_thumbnail(p) for p in pixels]) if pixels else np.zeros((0, 32, 32, 3), np.uint8)
-    copies = detect_copies(feats, thumbs, train.inception, train.thumbs, neighbours)
+    copies = detect_copies(feats, thumbs, train.inception, train.thumbs, neighbours, pixels, photos, train.variants)
     index = index if index is not None else train_to_box_index(train)
     findings = analyze_images(pixels, copies, neighbours, TrainPixels(train.pixels, train.canvas_variant,
                                                           train.photo_sizes[:, 0] / train.photo_sizes[:, 1]), index,
-                              thresholds, progress, whole)
+                              thresholds, progress, whole, photos)
     return findings, sims[:, 0]
 
 
@@ -275,7 +301,8 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
 
     metrics = compute_metrics(feats, train.inception, rules.metric.mifid_epsilon)
     index, whole = train_to_box_index(train), pixels_to_whole_index(train.pixels)
-    findings, nn_sims = images_to_findings(pixels, feats, train, inputs.thresholds, progress, index, whole)
+    photos = photo_loader(inputs.training.root, train.relpaths)
+    findings, nn_sims = images_to_findings(pixels, feats, train, inputs.thresholds, progress, index, whole, photos)
     all_matches = findings_to_matches(findings, feats, inputs, train, size, progress)
 
     images: list[ImageResult] = []
@@ -292,7 +319,7 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
         held = embed_training_set(inputs.holdout, preprocessing, size, inputs.extractor, inputs.cache, progress)
         holdout_feats = held.inception
         holdout_findings, _ = images_to_findings(list(held.pixels[:, PRIMARY]), held.inception, train,
-                                                 inputs.thresholds, progress, index, whole)
+                                                 inputs.thresholds, progress, index, whole, photos)
     calibrated = inputs.calibration.near_replay_rate if inputs.calibration else None
     near_replays = near_replay_test(images, holdout_findings, inputs.thresholds,
                                     rules.verdict.near_replay_rate if calibrated is None else calibrated,

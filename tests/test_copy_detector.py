@@ -14,7 +14,7 @@ from gandit.calibration import DEFAULT_THRESHOLDS
 from gandit.dataset import preprocess
 from gandit.features.embed import preprocessing_variants
 from gandit.features.pixels import image_to_thumbnail, thumbnails_to_descriptors
-from gandit.forensics.copy import detect_copies, thumbnails_to_copy_score
+from gandit.forensics.copy import detect_copies, point_sampled_copies, thumbnails_to_copy_score
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina")
 FILTERS = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS,
@@ -83,6 +83,43 @@ def test_copies_through_any_filter_flip_and_jpeg_are_found_with_their_source(til
     assert not wrong and not flips
 
 
+def test_nearest_copies_are_found_on_point_samples_of_the_photo(tiles):
+    """A NEAREST copy, made directly or from a 2x, 3x or 4x larger LANCZOS resize, of either
+    preprocessing, mirrored or not: verified on point samples of the training photo, every one
+    is found with its source (on the area thumbnails alone, some textured tiles are missed)."""
+    rng = np.random.default_rng(1)
+    train = train_thumbs(tiles)
+    variants = preprocessing_variants("center-crop")
+    cases, images = [], []
+    for i, tile in enumerate(tiles):
+        for via in (1, 2, 3, 4):
+            mode, flip = variants[int(rng.integers(2))], bool(rng.integers(2))
+            big = preprocess(tile, mode, (64 * via, 64 * via)) if via > 1 else tile
+            if via == 1 and mode == "center-crop":
+                big = preprocess(tile, mode, (min(tile.shape[:2]),) * 2)
+            img = np.asarray(Image.fromarray(big).resize((64, 64), Image.Resampling.NEAREST))
+            images.append(np.ascontiguousarray(img[:, ::-1]) if flip else img)
+            cases.append((i, mode, via, flip))
+    q = np.stack([image_to_thumbnail(im) for im in images])
+    area = detect_copies(fake_features(q), q, fake_features(train[:, 0]), train)
+    point = detect_copies(fake_features(q), q, fake_features(train[:, 0]), train, None, images, tiles.__getitem__,
+                          variants)
+    threshold = DEFAULT_THRESHOLDS["copy"]
+    area_missed = [c for c, m in zip(cases, area) if m is None or m.score < threshold]
+    missed = [(c, m) for c, m in zip(cases, point) if m is None or m.score < threshold or m.train != c[0]
+              or m.flip != c[3]]
+    assert len(cases) == 216 and area_missed      # measured: 6 missed on the area thumbnails
+    assert not missed, missed
+    assert all(m.point_sampled for c, m in zip(cases, point) if c in area_missed)
+    # antialiased copies gain nothing on point samples (< POINT_MIN_GAIN_DB over the area match):
+    # offered no area match at all, they still get no point-sampled one
+    smooth = [preprocess(t, mode, (64, 64)) for t in tiles for mode in variants]
+    q = np.stack([image_to_thumbnail(im) for im in smooth])
+    candidates = np.repeat(np.arange(len(tiles)), 2)[:, None]
+    found = point_sampled_copies(smooth, q, train, candidates, [None] * len(smooth), tiles.__getitem__, variants)
+    assert found == [None] * len(smooth)
+
+
 def test_honest_look_alikes_are_never_flagged(tiles, holdout_emoji, train_emoji):
     """Each tile against the other 53 (same photos, same sky, same stars), and 120 held-out
     emoji against 200 training emoji (similar faces and objects on white)."""
@@ -90,10 +127,12 @@ def test_honest_look_alikes_are_never_flagged(tiles, holdout_emoji, train_emoji)
     for i, tile in enumerate(tiles):
         others = [t for j, t in enumerate(tiles) if j != i]
         train = train_thumbs(others)
-        q = image_to_thumbnail(preprocess(tile, "center-crop", (64, 64)))[None]
-        for query in (q, q[:, :, ::-1]):
-            query = np.ascontiguousarray(query)
-            (m,) = detect_copies(fake_features(query), query, fake_features(train[:, 0]), train)
+        pixels = preprocess(tile, "center-crop", (64, 64))
+        for image in (pixels, np.ascontiguousarray(pixels[:, ::-1])):
+            query = image_to_thumbnail(image)[None]
+            # as the audit runs it: also verified on point samples of the other tiles themselves
+            (m,) = detect_copies(fake_features(query), query, fake_features(train[:, 0]), train, None, [image],
+                                 others.__getitem__, preprocessing_variants("center-crop"))
             assert m is None or m.score < threshold, (i, m)
     train = np.stack([[image_to_thumbnail(e)] * 2 for e in train_emoji])
     q = np.stack([image_to_thumbnail(e) for e in holdout_emoji])
@@ -113,3 +152,30 @@ def test_flat_images_are_no_evidence():
     other = np.clip(np.array([72, 121, 203]) + gradient + rng.normal(0, 0.8, (2, 32, 32, 3)), 0, 255).round()
     score, psnr, _ = thumbnails_to_copy_score(sky.astype(np.uint8)[:1], other.astype(np.uint8)[None, :1])
     assert psnr.max() > 38 and score.max() == 0.0
+
+
+def test_point_renders_are_pil_nearest_and_bilinear_samples_at_the_phases():
+    """The renders a NEAREST copy is verified on: PIL's own NEAREST resize of the box (and of
+    the boxes a pixel around it), then bilinear samples at the shifted pixel centres, pinned
+    against scipy's ``map_coordinates``."""
+    from scipy.ndimage import map_coordinates
+
+    from gandit.forensics.copy import POINT_PHASES, region_to_point_renders
+
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    box = (11.4, 7.6, 90.2, 80.3)
+    renders = region_to_point_renders(photo, box, (32, 24), jitter=1)
+    jittered = 3 ** 4
+    assert renders.shape == (jittered + len(POINT_PHASES) ** 2, 24, 32, 3)
+    pil = np.asarray(Image.fromarray(photo).crop((11, 8, 11 + 90, 8 + 80)).resize((32, 24), Image.Resampling.NEAREST))
+    assert np.array_equal(renders[jittered // 2] * 255, pil.astype(np.float32))   # the middle one: no shift
+    x, y, w, h = box
+    for a, dy in enumerate(POINT_PHASES):
+        for b, dx in enumerate(POINT_PHASES):
+            ys = y + (np.arange(24) + 0.5 + dy) * h / 24 - 0.5
+            xs = x + (np.arange(32) + 0.5 + dx) * w / 32 - 0.5
+            yy, xx = np.meshgrid(ys, xs, indexing="ij")
+            ref = np.stack([map_coordinates(photo[..., c].astype(np.float64), [yy, xx], order=1, mode="nearest")
+                            for c in range(3)], axis=-1) / 255.0
+            np.testing.assert_allclose(renders[jittered + a * len(POINT_PHASES) + b], ref, atol=1e-5)

@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 
 from gandit import __version__
-from gandit.audit import images_to_findings, open_cache, resolve_device, train_to_box_index
+from gandit.audit import images_to_findings, open_cache, photo_loader, resolve_device, train_to_box_index
 from gandit.calibrate import attacks, gans, thresholds as th
 from gandit.calibrate.budget import BUDGETS, Budget
 from gandit.calibrate.report import MEMORIZER_MIXES, CalibrationReport, SourceScores, sources_to_report
@@ -210,7 +210,7 @@ def _checkpoint(folder: Path | None, kind: str, images: np.ndarray, settings: di
 
 def forensic_scores(images: list[np.ndarray], feats: np.ndarray, pool: TrainFeatures, index: BoxIndex,
                     whole: WholeIndex, cache: FeatureCache, pool_key: str, progress: ProgressReporter,
-                    description: str) -> dict[str, np.ndarray]:
+                    description: str, photos=None) -> dict[str, np.ndarray]:
     """Every kind's score (threshold-independent) of each image against the pool, and its
     coarse replay agreement (``replay_coarse``: the near-replay evidence), cached per image
     (``pool_key`` names the pool and the detectors' code)."""
@@ -229,7 +229,7 @@ def forensic_scores(images: list[np.ndarray], feats: np.ndarray, pool: TrainFeat
         for start in range(0, len(todo), FORENSICS_CHUNK):
             chunk = todo[start:start + FORENSICS_CHUNK]
             findings, _ = images_to_findings([images[i] for i in chunk], feats[chunk], pool, dict(DEFAULT_THRESHOLDS),
-                                             SILENT, index, whole)
+                                             SILENT, index, whole, photos)
             for i, finding in zip(chunk, findings):
                 out[i] = [finding.scores[k] for k in KINDS] + [finding.evidence.get("replay_coarse", 0.0)]
                 cache.put(keys[i], out[i])
@@ -404,7 +404,8 @@ def score_sources(inputs: CalibrationInputs, split: Split, sources: list[SourceS
     index, whole = train_to_box_index(pool), pixels_to_whole_index(pool.pixels)
     images = [im for s in sources for im in s.images]
     stacked = np.concatenate([feats[s.name] for s in sources]) if images else np.zeros((0, 2048), np.float32)
-    scores = forensic_scores(images, stacked, pool, index, whole, inputs.scores, pool_key, progress, "forensics")
+    scores = forensic_scores(images, stacked, pool, index, whole, inputs.scores, pool_key, progress, "forensics",
+                             photo_loader(inputs.training.root, pool.relpaths))
     start = 0
     for s in sources:
         s.scores = {k: scores[k][start:start + len(s.images)] for k in KINDS}
