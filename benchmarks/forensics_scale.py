@@ -13,7 +13,8 @@ It times what the audit adds to a plain FID/MiFID run, in the order the audit ru
 the box index (as ``audit.train_to_box_index`` builds it: an inverted file from
 ``align.IVF_MIN_ROWS`` rows on; ``--exact`` keeps the exact scan), then
 ``audit.images_to_findings`` (Inception and pixel neighbours, copy detector, whole-image
-index, per-image search, alignment, decomposition and scores), and reports per-image cost, the fixed cost, the extrapolation to
+index, per-image search, alignment, decomposition and scores; given the photos themselves,
+as the audit gives them from ``--train``, for point-sampled verification), and reports per-image cost, the fixed cost, the extrapolation to
 ``--extrapolate`` images and the peak memory; and per kind the share flagged with its
 sources named, to compare index settings (recall proper is ``benchmarks/forensics.py``'s:
 features here are random, and the synthetic photos overlap each other).
@@ -53,11 +54,14 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def synthetic_train(rng, sources: list[np.ndarray], count: int) -> TrainFeatures:
+def synthetic_train(rng, sources: list[np.ndarray], count: int) -> tuple[TrainFeatures, list[tuple[int, ...]]]:
+    """The training side, and where each photo was cut: (source, x, y, width, height)."""
     pixels = np.zeros((count, 2, SIZE[1], SIZE[0], 3), np.uint8)
     sizes = np.zeros((count, 2), np.int64)
+    cuts = []
     for i in range(count):
-        src = sources[int(rng.integers(len(sources)))]
+        k = int(rng.integers(len(sources)))
+        src = sources[k]
         h, w = src.shape[:2]
         area = rng.uniform(0.4, 1.0)
         cw, ch = max(16, int(w * np.sqrt(area))), max(16, int(h * np.sqrt(area)))
@@ -66,7 +70,8 @@ def synthetic_train(rng, sources: list[np.ndarray], count: int) -> TrainFeatures
         pixels[i, 0] = preprocess(photo, "center-crop", SIZE)
         pixels[i, 1] = preprocess(photo, "kaggle2019", SIZE)
         sizes[i] = (cw, ch)
-    return TrainFeatures([f"s{i:06d}.png" for i in range(count)], unit(rng, count), pixels, sizes)
+        cuts.append((k, x, y, cw, ch))
+    return TrainFeatures([f"s{i:06d}.png" for i in range(count)], unit(rng, count), pixels, sizes), cuts
 
 
 KINDS = ("honest", "copy", "blend70", "crop")
@@ -130,12 +135,16 @@ def main() -> None:
     t0 = time.perf_counter()
     train_src = [load_photo(root / i["path"]) for i in manifest["images"] if i["split"] == "train"]
     honest_src = [load_photo(root / i["path"]) for i in manifest["images"] if i["split"] == "honest"]
-    train = synthetic_train(rng, train_src, args.train)
+    train, cuts = synthetic_train(rng, train_src, args.train)
+
+    def photos(j: int) -> np.ndarray:   # the training photos themselves, as the audit's --train loader gives them
+        k, x, y, cw, ch = cuts[j]
+        return np.ascontiguousarray(train_src[k][y:y + ch, x:x + cw])
     _ = train.thumbs
     submitted, truth = queries(rng, honest_src, train, args.queries)
     feats = unit(rng, len(submitted))
     t_build = time.perf_counter() - t0
-    del train_src, honest_src
+    del honest_src
 
     t0 = time.perf_counter()
     index = canvases_to_box_index(train.thumbs[:, train.canvas_variant],
@@ -143,7 +152,7 @@ def main() -> None:
     t_index = time.perf_counter() - t0
     t0 = time.perf_counter()
     findings, _ = images_to_findings(submitted, feats, train, {"copy": 0.5, "crop": 0.5, "blend": 0.5, "replay": 0.5},
-                                     index=index)
+                                     index=index, photos=photos)
     t_find = time.perf_counter() - t0
     per_image = t_find / len(submitted)
     report = {

@@ -291,14 +291,24 @@ def point_renders_to_copy_score(query: np.ndarray, renders: np.ndarray, levels: 
     explained variance; with ``min_psnr32``, only over the renders whose 32x32 PSNR reaches it
     (None when none does)."""
     q = query.astype(np.float32)[None] / np.float32(255.0)
-    score, psnr, explained = images_to_agreement_score(q, renders, levels)
-    if min_psnr32 is not None:
-        p32, _ = thumbnails_to_agreement(*(x if x.shape[-2] <= 32 else halve(x) for x in (q, renders)))
-        if not (p32 >= min_psnr32).any():
+    if min_psnr32 is not None:   # first the cheap test (most gated candidates fail it), then the scores
+        keep = _psnr32(q, renders) >= min_psnr32
+        if not keep.any():
             return None
-        score = np.where(p32 >= min_psnr32, score, -1.0)
+        renders = renders[keep]
+    score, psnr, explained = images_to_agreement_score(q, renders, levels)
     i = int(np.argmax(score))
     return float(score[i]), float(psnr[i]), float(explained[i])
+
+
+def _psnr32(query: np.ndarray, renders: np.ndarray) -> np.ndarray:
+    """PSNR (dB) of float (1, 64, 64, 3) ``query`` against each of (P, 64, 64, 3) ``renders``
+    at 32x32 area means (2x2 block sums by strided adds: the 6-axis mean is ~5x slower)."""
+    def to32(x):
+        return (x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]) * np.float32(0.25)
+    d = to32(renders) - to32(query)
+    mse = np.einsum("pijc,pijc->p", d, d) / (d[0].size)
+    return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
 
 
 def thumbnails_to_psnr32(query: np.ndarray, reference: np.ndarray) -> float:
