@@ -9,7 +9,7 @@ embedding and leaves no partial output.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ import torch
 from gandit import __version__
 from gandit.calibration import Calibration, effective_thresholds, load_calibration
 from gandit.checks import Check, names_phrase
-from gandit.dataset import TrainingSet, center_crop_box, load_photo, photo_to_region, scan_training_set
+from gandit.dataset import TrainingSet, load_photo, mode_box, photo_to_region, scan_training_set
 from gandit.errors import UsageError
 from gandit.features.cache import FeatureCache, default_cache_dir
 from gandit.features.embed import InceptionExtractor, TrainFeatures, embed_images, embed_training_set
@@ -49,7 +49,7 @@ DETECTORS_RUN = KINDS
 EMBED_REGIONS_FROM = 0.5
 #: Index of the rule's own preprocessing among the training variants (its Inception features are cached).
 PRIMARY = 0
-#: Training photos kept decoded by ``photo_loader`` (point-sampled copy verification).
+#: Training photos kept decoded by ``photo_loader`` (point samples, matched regions).
 PHOTOS_KEPT = 64
 
 
@@ -123,9 +123,8 @@ def source_box(source: Source, train: TrainFeatures) -> list[int] | None:
     width, height = (int(v) for v in train.photo_sizes[source.photo])
     mode = train.variants[source.variant]
     if source.box is None:
-        if mode == "center-crop" and width != height:
-            return list(center_crop_box(width, height))
-        return None
+        region = mode_box(mode, width, height)
+        return None if region == (0, 0, width, height) else list(region)
     ch, cw = train.pixels.shape[2:4]
     x, y, w, h = source.box
     sx, sy = width / cw, height / ch
@@ -135,28 +134,15 @@ def source_box(source: Source, train: TrainFeatures) -> list[int] | None:
     return [x0, y0, max(1, min(x1, width) - x0), max(1, min(y1, height) - y0)]
 
 
-def region_pixels(path: Path, box: list[int] | None, flip: bool, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """The matched region of a training photo at the comparison size, as the submission shows it."""
-    return photo_to_region(load_photo(path), box, flip, size, mode)
-
-
 def photo_loader(root: Path, relpaths: list[str], keep: int = PHOTOS_KEPT) -> Callable[[int], np.ndarray | None]:
     """Training index → its uint8 photo (after EXIF orientation), or None when it can no longer
-    be read; the last ``keep`` photos stay in memory."""
-    kept: OrderedDict[int, np.ndarray | None] = OrderedDict()
-
+    be read; the ``keep`` most recently used photos stay in memory."""
+    @functools.lru_cache(maxsize=keep)
     def load(j: int) -> np.ndarray | None:
-        if j in kept:
-            kept.move_to_end(j)
-            return kept[j]
         try:
-            photo = load_photo(root / relpaths[j])
+            return load_photo(root / relpaths[j])
         except ValueError:   # the photo became unreadable since it was embedded
-            photo = None
-        kept[j] = photo
-        if len(kept) > keep:
-            kept.popitem(last=False)
-        return photo
+            return None
     return load
 
 
@@ -187,9 +173,10 @@ def train_to_box_index(train: TrainFeatures) -> BoxIndex:
 
 
 def findings_to_matches(findings: list[Finding], feats: np.ndarray, inputs: Inputs, train: TrainFeatures,
-                        size: tuple[int, int], progress: ProgressReporter) -> list[list[Match]]:
+                        size: tuple[int, int], progress: ProgressReporter,
+                        photos: Callable[[int], np.ndarray | None]) -> list[list[Match]]:
     """Evidence per image: training path, Inception similarity of the matched region, weight,
-    box (training photo pixels) and mirroring."""
+    box (training photo pixels) and mirroring. ``photos``: the training photos (``photo_loader``)."""
     sub_unit, train_unit = normalize_rows(feats), normalize_rows(train.inception)
     regions: dict[tuple, np.ndarray | None] = {}
     wanted: list[tuple] = []
@@ -205,12 +192,10 @@ def findings_to_matches(findings: list[Finding], feats: np.ndarray, inputs: Inpu
     pixels, keys = [], []
     for key in wanted:
         photo, box, flip, variant = key
-        try:
-            pixels.append(region_pixels(inputs.training.root / train.relpaths[photo], list(box) or None, flip,
-                                        train.variants[variant], size))
+        image = photos(photo)
+        if image is not None:   # None: the photo became unreadable since it was embedded
+            pixels.append(photo_to_region(image, list(box) or None, flip, size, train.variants[variant]))
             keys.append(key)
-        except ValueError:  # the photo became unreadable since it was embedded
-            continue
     if pixels:
         region_feats = normalize_rows(embed_images(pixels, inputs.extractor, inputs.cache, progress,
                                                    "embedding matched regions"))
@@ -303,7 +288,7 @@ def run_audit(options: AuditOptions, progress: ProgressReporter = SILENT, inputs
     index, whole = train_to_box_index(train), pixels_to_whole_index(train.pixels)
     photos = photo_loader(inputs.training.root, train.relpaths)
     findings, nn_sims = images_to_findings(pixels, feats, train, inputs.thresholds, progress, index, whole, photos)
-    all_matches = findings_to_matches(findings, feats, inputs, train, size, progress)
+    all_matches = findings_to_matches(findings, feats, inputs, train, size, progress, photos)
 
     images: list[ImageResult] = []
     for entry, nn, finding, matches in zip(sub.images, nn_sims, findings, all_matches):

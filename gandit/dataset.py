@@ -111,14 +111,21 @@ def center_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
     return (width - side) // 2, (height - side) // 2, side, side
 
 
+def mode_box(mode: str, width: int, height: int) -> tuple[int, int, int, int]:
+    """``(x, y, w, h)``: the region of a ``width`` x ``height`` photo that a preprocessing mode shows."""
+    if mode == "center-crop":
+        return center_crop_box(width, height)
+    if mode != "kaggle2019":
+        raise ValueError(f"unknown preprocessing mode {mode!r}; known: {', '.join(PREPROCESSING_MODES)}")
+    return 0, 0, width, height
+
+
 def preprocess(photo: np.ndarray, mode: str, size: tuple[int, int]) -> np.ndarray:
     """Bring a uint8 RGB photo to ``size`` = (width, height) with a named preprocessing mode."""
     im = Image.fromarray(photo)
-    if mode == "center-crop":
-        x, y, w, h = center_crop_box(im.width, im.height)
+    x, y, w, h = mode_box(mode, im.width, im.height)
+    if (w, h) != im.size:
         im = im.crop((x, y, x + w, y + h))
-    elif mode != "kaggle2019":
-        raise ValueError(f"unknown preprocessing mode {mode!r}; known: {', '.join(PREPROCESSING_MODES)}")
     if im.size != tuple(size):
         im = im.resize(tuple(size), Image.Resampling.LANCZOS)
     return np.asarray(im, dtype=np.uint8)

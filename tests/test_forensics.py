@@ -15,7 +15,7 @@ import skimage.data as sd
 import torch
 from PIL import Image, ImageFilter
 
-from gandit.dataset import preprocess
+from gandit.dataset import center_crop_box, preprocess
 from gandit.features.pixels import image_to_thumbnail, thumbnails_to_descriptors
 from gandit.forensics.align import (box_grid, canvases_to_box_index, images_to_tensor, plausible,
                                     refine_boxes, render)
@@ -266,17 +266,12 @@ def test_nearest_copies_and_crops_are_verified_on_point_samples_of_the_photo(wor
         assert f.kind in kind and f.score >= 0.5, (f.kind, f.scores, f.evidence)
         src = f.sources[0]
         assert src.photo == j and src.flip == flip
-        got = box_in_photo(src, train, photos[j]) if src.box is not None else center_square(photos[j])
+        h, w = photos[j].shape[:2]
+        got = box_in_photo(src, train, photos[j]) if src.box is not None else center_crop_box(w, h)
         ious.append(iou(got, box))
     assert np.mean(np.array(ious) >= 0.8) >= 0.9, ious
     assert any(f.evidence.get("copy_point_sampled") for f in point)
     assert any(f.evidence.get("crop_point_sampled") for f in point)
-
-
-def center_square(photo):
-    h, w = photo.shape[:2]
-    side = min(w, h)
-    return (w - side) // 2, (h - side) // 2, side, side
 
 
 def test_blends_name_both_sources_with_weights(world):
@@ -303,11 +298,7 @@ def test_blends_name_both_sources_with_weights(world):
 
 def nearest_square(photo):
     """The centred square of a photo resized to 64x64 with NEAREST (float)."""
-    h, w = photo.shape[:2]
-    side = min(h, w)
-    y, x = (h - side) // 2, (w - side) // 2
-    return np.asarray(Image.fromarray(np.ascontiguousarray(photo[y:y + side, x:x + side]))
-                      .resize((64, 64), Image.Resampling.NEAREST)).astype(np.float64)
+    return nearest_resize(photo, center_crop_box(photo.shape[1], photo.shape[0]), 1).astype(np.float64)
 
 
 def test_faint_blend_sources_are_named_and_filtered_mixes_still_flagged(world):

@@ -210,7 +210,8 @@ def _checkpoint(folder: Path | None, kind: str, images: np.ndarray, settings: di
 
 def forensic_scores(images: list[np.ndarray], feats: np.ndarray, pool: TrainFeatures, index: BoxIndex,
                     whole: WholeIndex, cache: FeatureCache, pool_key: str, progress: ProgressReporter,
-                    description: str, photos=None) -> dict[str, np.ndarray]:
+                    description: str,
+                    photos: Callable[[int], np.ndarray | None] | None = None) -> dict[str, np.ndarray]:
     """Every kind's score (threshold-independent) of each image against the pool, and its
     coarse replay agreement (``replay_coarse``: the near-replay evidence), cached per image
     (``pool_key`` names the pool and the detectors' code)."""

@@ -36,8 +36,8 @@ from gandit.forensics.align import (BoxIndex, Candidate, correlation, images_to_
 from gandit.forensics.blend import sources_to_blend
 from gandit.forensics import KINDS
 from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, images_to_agreement_score,
-                                   point_renders_to_copy_score, region_to_point_renders, thumbnails_to_agreement,
-                                   thumbnails_to_psnr32, to_blocks8)
+                                   images_to_psnr32, point_renders_to_copy_score, region_to_point_renders,
+                                   thumbnails_to_agreement, to_side)
 from gandit.forensics.replay import (parts_to_coarse_score, parts_to_replay_score, pool, renders_to_detail16,
                                      renders_to_psnr16, renders_to_psnr16_drift, renders_to_replay_parts)
 from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_whole
@@ -283,32 +283,25 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
 
     out = []
     for i in range(len(q)):
-        point = None
-        if photos is not None and aligned[i]:
-            point = point_crop(np.asarray(query_pixels[i]), q[i], aligned[i][0][0], c64, local, photos, width, height)
         out.append(_decide(q[i], copies[i], aligned[i], res_aligned.get(i, []), whole_matches[i], (c64, local),
-                           (rc64, rlocal), train, thresholds, cv, width, height, point))
+                           (rc64, rlocal), train, thresholds, cv, width, height,
+                           None if photos is None else (np.asarray(query_pixels[i]), photos)))
     return out
 
 
-def point_crop(pixels: np.ndarray, qi: torch.Tensor, c: Candidate, c64: torch.Tensor, local: dict[int, int],
+def point_crop(pixels: np.ndarray, qi: torch.Tensor, r: torch.Tensor, c: Candidate,
                photos: Callable[[int], np.ndarray | None], width: int, height: int
                ) -> tuple[float, float, float] | None:
     """Crop score (``CROP_LEVELS``), PSNR and explained variance of uint8 ``pixels`` against
     point samples of the aligned region of candidate ``c``'s photo (a crop resized with
     NEAREST: ``copy.region_to_point_renders``, boxes within a photo pixel of the aligned one);
-    None when the region is the whole canvas, is certain already, or does not pass the gate
-    (``copy.POINT_GATE`` at 8x8: 7 of 275 honest photos of a benchmark corpus pass it; NEAREST
-    crops of textured photos explain as little as 0.49 of the image on the area render), or
-    when no point render beats the area render by ``copy.POINT_MIN_GAIN_DB`` at 32x32."""
-    if is_whole(c.box, width, height):
-        return None
-    r = render(c64, np.array([local[c.photo]]), c.box[None], 32, np.array([c.flip]))[0]
-    if _agreement_score(qi, r, CROP_LEVELS)[0] >= 1.0:
-        return None
-    q8 = to_blocks8(qi.permute(1, 2, 0).numpy().astype(np.float64) * 255.0)
-    r8 = to_blocks8(r.permute(1, 2, 0).numpy().astype(np.float64) * 255.0)
-    psnr8, explained8 = thumbnails_to_agreement(q8, r8)
+    ``qi`` and ``r`` are the image and the region's area render, (3, 32, 32) in [0, 1]. None
+    when the pair does not pass the gate (``copy.POINT_GATE`` at 8x8: 7 of 275 honest photos of
+    a benchmark corpus pass it; NEAREST crops of textured photos explain as little as 0.49 of
+    the image on the area render), or when no point render beats the area render by
+    ``copy.POINT_MIN_GAIN_DB`` at 32x32."""
+    q32, r32 = (x.permute(1, 2, 0).numpy().astype(np.float64) for x in (qi, r))
+    psnr8, explained8 = thumbnails_to_agreement(to_side(q32, 8), to_side(r32, 8))
     if psnr8 < POINT_GATE[0] or explained8 < POINT_GATE[1]:
         return None
     photo = photos(c.photo)
@@ -319,13 +312,13 @@ def point_crop(pixels: np.ndarray, qi: torch.Tensor, c: Candidate, c64: torch.Te
     box = (x * pw / width, y * ph / height, w * pw / width, h * ph / height)
     q = pixels[:, ::-1] if c.flip else pixels
     renders = region_to_point_renders(photo, box, (q.shape[1], q.shape[0]), jitter=POINT_CROP_JITTER)
-    area = thumbnails_to_psnr32(qi.permute(1, 2, 0).numpy().astype(np.float64),
-                                r.permute(1, 2, 0).numpy().astype(np.float64))
-    return point_renders_to_copy_score(q, renders, CROP_LEVELS, area + POINT_MIN_GAIN_DB)
+    return point_renders_to_copy_score(q, renders, CROP_LEVELS, float(images_to_psnr32(q32, r32)) + POINT_MIN_GAIN_DB)
 
 
 def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], primary_canvas, residual_canvas, train,
-            thresholds, cv, width, height, point=None) -> Finding:
+            thresholds, cv, width, height, photos=None) -> Finding:
+    """The finding of one image. ``photos``: (its uint8 pixels, the training-photo loader), for
+    a crop verified on point samples (``point_crop``), or None."""
     scores = {k: 0.0 for k in KINDS}
     evidence: dict[str, float] = {}
     copy_source = None
@@ -377,6 +370,9 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         c, corr = aligned[0]
         r = columns[region_columns[0]]
         s, psnr, explained = _agreement_score(qi, r, None if is_whole(c.box, width, height) else CROP_LEVELS)
+        point = None
+        if photos is not None and s < 1.0 and not is_whole(c.box, width, height):
+            point = point_crop(photos[0], qi, r, c, photos[1], width, height)
         point_sampled = point is not None and point[0] > s
         if point_sampled:   # a NEAREST crop: its point samples agree better
             s, psnr, explained = point

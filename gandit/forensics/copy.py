@@ -42,7 +42,7 @@ import numpy as np
 
 from PIL import Image
 
-from gandit.dataset import center_crop_box
+from gandit.dataset import mode_box
 from gandit.features.pixels import mirror, thumbnails_to_descriptors
 from gandit.search import knn_cosine, knn_l2
 
@@ -71,9 +71,9 @@ class CopyMatch:
 
 
 def halve(x: np.ndarray) -> np.ndarray:
-    """2x2 block means of float (..., T, T, 3) images."""
-    *lead, t, _, c = x.shape
-    return x.reshape(*lead, t // 2, 2, t // 2, 2, c).mean(axis=(-4, -2))
+    """2x2 block means of float (..., T, T, 3) images (strided adds: ~5x faster than a mean
+    over a 6-axis reshape)."""
+    return (x[..., 0::2, 0::2, :] + x[..., 1::2, 0::2, :] + x[..., 0::2, 1::2, :] + x[..., 1::2, 1::2, :]) * 0.25
 
 
 def thumbnails_to_agreement(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -260,10 +260,9 @@ def region_to_point_renders(photo: np.ndarray, box: tuple[float, float, float, f
     return np.concatenate([np.stack(nearest).astype(np.float32), renders]) / np.float32(255.0)
 
 
-def to_blocks8(thumbs: np.ndarray) -> np.ndarray:
-    """uint8 (..., T, T, 3) thumbnails → float64 (..., 8, 8, 3) block means in [0, 1]."""
-    x = thumbs.astype(np.float64) / 255.0
-    while x.shape[-2] > 8:
+def to_side(x: np.ndarray, side: int) -> np.ndarray:
+    """Float (..., T, T, 3) images → (..., side, side, 3) block means (T a power-of-two multiple)."""
+    while x.shape[-2] > side:
         x = halve(x)
     return x
 
@@ -271,7 +270,7 @@ def to_blocks8(thumbs: np.ndarray) -> np.ndarray:
 def point_gate(query8: np.ndarray, train8: np.ndarray, candidates: np.ndarray,
                limit: int = POINT_CANDIDATES) -> list[tuple[int, int, bool]]:
     """The candidates worth verifying on point samples: ``(train, variant, flip)`` whose 8x8
-    block means (``to_blocks8``: ``train8`` (M, V, 8, 8, 3)) agree with the image's ``query8``
+    block means (``train8`` (M, V, 8, 8, 3) in [0, 1]) agree with the image's ``query8``
     (8, 8, 3) (``POINT_GATE``), at most ``limit``, best 8x8 PSNR first. ``candidates``:
     training indices, -1 pads."""
     idx = candidates[candidates >= 0]
@@ -292,7 +291,7 @@ def point_renders_to_copy_score(query: np.ndarray, renders: np.ndarray, levels: 
     (None when none does)."""
     q = query.astype(np.float32)[None] / np.float32(255.0)
     if min_psnr32 is not None:   # first the cheap test (most gated candidates fail it), then the scores
-        keep = _psnr32(q, renders) >= min_psnr32
+        keep = images_to_psnr32(q, renders) >= min_psnr32
         if not keep.any():
             return None
         renders = renders[keep]
@@ -301,27 +300,10 @@ def point_renders_to_copy_score(query: np.ndarray, renders: np.ndarray, levels: 
     return float(score[i]), float(psnr[i]), float(explained[i])
 
 
-def _psnr32(query: np.ndarray, renders: np.ndarray) -> np.ndarray:
-    """PSNR (dB) of float (1, 64, 64, 3) ``query`` against each of (P, 64, 64, 3) ``renders``
-    at 32x32 area means (2x2 block sums by strided adds: the 6-axis mean is ~5x slower)."""
-    def to32(x):
-        return (x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]) * np.float32(0.25)
-    d = to32(renders) - to32(query)
-    mse = np.einsum("pijc,pijc->p", d, d) / (d[0].size)
-    return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
-
-
-def thumbnails_to_psnr32(query: np.ndarray, reference: np.ndarray) -> float:
-    """PSNR (dB) of float (T, T, 3) images in [0, 1] at 32x32 area means."""
-    q, r = query, reference
-    while q.shape[-2] > 32:
-        q, r = halve(q), halve(r)
-    return float(thumbnails_to_agreement(q, r)[0])
-
-
-def variant_box(mode: str, width: int, height: int) -> tuple[int, int, int, int]:
-    """The region of a ``width`` x ``height`` photo that a preprocessing mode shows."""
-    return center_crop_box(width, height) if mode == "center-crop" else (0, 0, width, height)
+def images_to_psnr32(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """PSNR (dB) of float (..., T, T, 3) images in [0, 1] at 32x32 area means (broadcast)."""
+    d = to_side(query, 32) - to_side(reference, 32)
+    return 10.0 * np.log10(1.0 / np.maximum((d * d).mean(axis=(-3, -2, -1)), 1e-10))
 
 
 def point_sampled_copies(query_pixels, query_thumbs: np.ndarray, train_thumbs: np.ndarray, candidates: np.ndarray,
@@ -335,20 +317,20 @@ def point_sampled_copies(query_pixels, query_thumbs: np.ndarray, train_thumbs: n
     todo = [i for i in range(len(out)) if out[i] is None or out[i].score < 1.0]
     if not todo:
         return out
-    train8 = to_blocks8(train_thumbs)
+    train8 = to_side(train_thumbs.astype(np.float64) / 255.0, 8)
     for i in todo:
-        for train, v, flip in point_gate(to_blocks8(query_thumbs[i]), train8, candidates[i]):
+        thumb = query_thumbs[i].astype(np.float64) / 255.0
+        for train, v, flip in point_gate(to_side(thumb, 8), train8, candidates[i]):
             photo = photos(train)
             if photo is None:
                 continue
             q = np.asarray(query_pixels[i])
             q = q[:, ::-1] if flip else q
-            renders = region_to_point_renders(photo, variant_box(variants[v], photo.shape[1], photo.shape[0]),
+            renders = region_to_point_renders(photo, mode_box(variants[v], photo.shape[1], photo.shape[0]),
                                               (q.shape[1], q.shape[0]))
             # the best antialiased render of this photo: any variant, either way round
-            thumb = query_thumbs[i].astype(np.float64) / 255.0
-            area = max(thumbnails_to_psnr32(t, train_thumbs[train, w].astype(np.float64) / 255.0)
-                       for t in (thumb, thumb[:, ::-1]) for w in range(train_thumbs.shape[1]))
+            views = np.stack([thumb, thumb[:, ::-1]])[:, None]                    # (2, 1, T, T, 3)
+            area = float(images_to_psnr32(views, train_thumbs[train].astype(np.float64) / 255.0).max())
             found = point_renders_to_copy_score(q, renders, None, area + POINT_MIN_GAIN_DB)
             if found is None:
                 continue
