@@ -186,6 +186,9 @@ def evaluate(result: dict, truth: dict, train_rel: list[str], manifest: dict[str
                           if i["kind"] == "blend" and i["matches"] and i["matches"][0]["weight"] is not None
                           and i["matches"][0]["train"] == train_rel[t["train"][0]]]
             entry["both_sources_named"] = float(np.mean(named))
+            # named with the evidence that the image is, value for value, the rounded mix of the two
+            entry["named_exact"] = float(np.mean([ok and i["evidence"].get("blend_exact_share", 0.0) > 0
+                                                  for ok, (i, _) in zip(named, items)]))
             entry["weight_abs_error_median"] = float(np.median(weight_err)) if weight_err else None
         if kind in ("copy", "crop", "replay", "memorizer"):
             entry["source_named"] = float(np.mean([any(m["train"] == train_rel[t["train"][0]] for m in i["matches"])

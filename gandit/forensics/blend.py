@@ -10,6 +10,17 @@ leaving it out: a photo is **significant** when refitting without it leaves at l
 high-frequency residual that no other photo explains (ratio ~1.0); the 0.01 part of a
 0.99/0.01 blend of exact sources is ~4x the uint8 rounding noise in amplitude, so leaving
 it out multiplies the residual energy by ~10 or more.
+
+That ratio is a relative test, and the 0.01 part of a *low-contrast* source can sit below the
+image's uint8 rounding: ``round(0.99*a + 0.01*b)`` is ``a`` plus a three-level quantisation of
+``0.01*(b - a)``, and at 32x32 leaving ``b`` out may raise the residual energy only 1.15-1.9
+times (9 of 150 such blends of a benchmark corpus). A mix of *exact* preprocessed training
+images gives itself away differently: rounded, it reproduces the image value for value
+(``exact_pair_to_blend``, with the weight found exactly by ``exact_weight``). No honest image
+and no copy resized with another filter does that, although such a copy is within a level of
+its source almost everywhere: an F test of the 0.01 source against the rounding noise did not
+tell them apart (its residual is not white, and another photo's 1% explains part of it: 13 of
+150 copies got a second source at F ≥ 100).
 """
 
 from __future__ import annotations
@@ -23,6 +34,18 @@ from scipy.optimize import nnls
 SIGNIFICANCE = 2.0
 #: Weights (of the normalised mix) below this are not reported as sources.
 MIN_WEIGHT = 0.004
+#: An exact mix reproduces this share of the image's uint8 values exactly (``exact_pair_to_blend``).
+#: Measured on three benchmark corpora: every 0.99/0.01 and 0.7/0.3 blend whose two sources were
+#: among the candidates, 1.0; a wrong second source (a look-alike of a low-contrast 0.01 source that
+#: was not found), 0.984; no copy, crop or honest image got this far.
+EXACT_MIN_SHARE = 0.99
+#: ... and its second source turns at least this many values (net), and at least half of those the
+#: main source alone gets wrong, into exact ones.
+EXACT_MIN_GAIN = 24
+#: Interval ends of ``exact_weight`` are widened by this (floating-point error of a halfway value).
+TIE_TOLERANCE = 1e-9
+#: Second-source columns tried: those that lower the squared error most (least squares).
+EXACT_CANDIDATES = 8
 
 
 @dataclass(frozen=True)
@@ -87,3 +110,101 @@ def sources_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarray)
     fit = (a_all @ w).reshape(query.shape).astype(np.float32)
     return BlendFit(tuple(sig), tuple(share[p] / sig_total for p in sig), columns, fit, float(total),
                     tuple(float(min(ratios.get(p, np.inf), 1e12)) for p in sig))
+
+
+
+@dataclass(frozen=True)
+class ExactBlend:
+    """``round(w * sources[main] + (1 - w) * sources[second])`` (or truncated) equals the image in
+    ``share`` of its values, where the main source alone equals it in ``main_share``."""
+
+    main: int                      #: column of the main source
+    second: int                    #: column of the second source
+    weight: float                  #: the main source's weight w
+    share: float
+    main_share: float
+    gain: int                      #: values made exact by the second source, net
+    fit: np.ndarray                #: the mix in [0, 1], shape of the image
+    ratio: float                   #: squared error without the second source / with it
+
+
+def exact_weight(d: np.ndarray, e: np.ndarray, offset: float) -> tuple[int, float]:
+    """The weight ``t`` in [0, 1] for which ``floor(t * e + offset) == d`` holds for the most
+    values (``d``, ``e``: integer arrays; ``offset`` 0.5 rounds to nearest, 0 truncates), and
+    that count. A value exactly halfway counts either way (rounding half up, half down and half
+    to even all agree with some such ``t``; a 0.7/0.3 blend has 10% such values). Exact: each
+    value holds on a closed interval of ``t`` (``(d - offset) / e`` to ``(d + 1 - offset) / e``,
+    widened by ``TIE_TOLERANCE`` against floating-point error, or everywhere when ``e`` and
+    ``d`` are 0), and the most intervals meet where a sweep over their ends finds them; the
+    middle of that stretch is returned."""
+    d = d.astype(np.float64)
+    e = e.astype(np.float64)
+    always = int(((e == 0) & (d == 0)).sum())
+    m = e != 0
+    lo, hi = (d[m] - offset) / e[m], (d[m] + 1.0 - offset) / e[m]
+    lo, hi = np.minimum(lo, hi) - TIE_TOLERANCE, np.maximum(lo, hi) + TIE_TOLERANCE
+    lo, hi = np.maximum(lo, 0.0), np.minimum(hi, 1.0)
+    keep = lo <= hi
+    lo, hi = lo[keep], hi[keep]
+    if not len(lo):
+        return always, 0.0
+    pos = np.concatenate([lo, hi])
+    step = np.concatenate([np.ones(len(lo), np.int64), -np.ones(len(hi), np.int64)])
+    order = np.lexsort((-step, pos))         # closed intervals: at a tie, one begins before another ends
+    count = np.cumsum(step[order])
+    i = int(np.argmax(count))
+    t = 0.5 * (pos[order][i] + pos[order][min(i + 1, len(pos) - 1)])
+    return always + int(count[i]), float(t)
+
+
+def exact_pair_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarray) -> ExactBlend | None:
+    """Whether the uint8 image ``query`` (H, W, 3) *is* a rounded mix of two of the uint8
+    ``sources`` (K, H, W, 3) — exact renders of training photos ``photos`` (K,): their
+    preprocessing variants, as is or mirrored — value for value.
+
+    The main source is the single column nearest the image. For the ``EXACT_CANDIDATES`` columns
+    of other photos that lower the squared error most, the weight that reproduces the most uint8
+    values exactly, rounded to nearest or truncated, is found exactly (``exact_weight``; the
+    least-squares weight of rounded data is off by up to half for a low-contrast 0.01 source). A pair counts when it reproduces at least ``EXACT_MIN_SHARE`` of them and
+    its second source makes at least ``EXACT_MIN_GAIN`` (net), and half of the values the main
+    source alone gets wrong, exact. That is evidence no honest image gives: a 0.99/0.01 blend
+    of exact preprocessed images is reproduced whole, even where the 0.01 part of a
+    low-contrast source is below the rounding (``round(0.99*a + 0.01*b)`` is ``a`` plus a
+    three-level quantisation of ``0.01*(b - a)``), while a copy resized with another filter
+    (within a level of its source almost everywhere) differs from its source in values that no
+    other photo's rounded 1% predicts. None when no pair counts. Pure; deterministic."""
+    k = len(sources)
+    if k < 2 or sources.shape[1:] != query.shape:
+        return None
+    q = query.reshape(-1).astype(np.int64)
+    s = sources.reshape(k, -1).astype(np.int64)
+    main = int(np.argmin(((s - q) ** 2).sum(axis=1)))
+    a = s[main].astype(np.float64)
+    main_exact = int((s[main] == q).sum())
+    d = q - a
+    best = None
+    for offset in (0.5, 0.0):    # rounded to nearest, truncated (which lowers values by 0.5 on average)
+        target = d + (0.5 - offset)
+        gains = []   # squared-error reduction by each other photo's columns (least squares)
+        for j in range(k):
+            e = s[j] - a
+            ee, de = float(e @ e), float(target @ e)
+            if photos[j] != photos[main] and ee > 0 and de > 0:
+                gains.append((-de * de / ee, j))
+        for _, j in sorted(gains)[:EXACT_CANDIDATES]:
+            hits, t = exact_weight(d, s[j] - a, offset)
+            if best is None or hits > best[0]:
+                best = (hits, j, t)
+    if best is None:
+        return None
+    hits, j, t = best
+    n = len(q)
+    gain = hits - main_exact
+    if hits < EXACT_MIN_SHARE * n or gain < EXACT_MIN_GAIN or gain < 0.5 * (n - main_exact):
+        return None
+    e = s[j] - a
+    fit = ((a + t * e) / 255.0).reshape(query.shape).astype(np.float32)
+    with_b = float(((q - (a + t * e)) ** 2).sum())
+    without = float((d ** 2).sum())
+    return ExactBlend(main, j, 1.0 - t, hits / n, main_exact / n, gain, fit,
+                      min(without / max(with_b, 1e-12), 1e12))

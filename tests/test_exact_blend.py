@@ -1,0 +1,133 @@
+"""Exact blends: an image that *is* the rounded mix of two exact training images, value for
+value (``blend.exact_pair_to_blend``), with the weight found by an interval sweep
+(``blend.exact_weight``). Ground truth is the recipe each image is built with here; the
+weight search is checked against a brute-force scan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import skimage.data as sd
+from PIL import Image
+
+from gandit.dataset import preprocess
+from gandit.forensics.blend import EXACT_MIN_SHARE, exact_pair_to_blend, exact_weight, sources_to_blend
+
+SIZE = (64, 64)
+
+
+def rgb(x):
+    return np.stack([x] * 3, axis=-1) if x.ndim == 2 else x[..., :3]
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    """Preprocessed 64x64 training images, and low-contrast versions of some (a faint 0.01
+    source whose part sits below the uint8 rounding)."""
+    src = [sd.astronaut(), sd.chelsea(), sd.coffee(), sd.rocket(), rgb(sd.camera()), sd.immunohistochemistry(),
+           rgb(sd.moon()), rgb(sd.brick()), rgb(sd.grass()), rgb(sd.coins()), sd.retina(), rgb(sd.clock())]
+    full = [preprocess(s, "center-crop", SIZE) for s in src]
+    flat = []
+    for im in full[:6]:   # contrast cut to ~1/8 around mid grey: std 5-12 levels
+        x = im.astype(np.float64)
+        flat.append(np.clip(np.round(128 + (x - x.mean()) / 8), 0, 255).astype(np.uint8))
+    return np.stack(full + flat)
+
+
+def holds(t, d, e, offset, tol=1e-6):
+    """Where ``floor(t * e + offset) == d``, a value within ``tol`` of halfway counting either way."""
+    x = t * e + offset
+    return (x >= d - tol) & (x <= d + 1 + tol)
+
+
+def test_exact_weight_is_the_best_weight_a_brute_force_scan_finds():
+    rng = np.random.default_rng(3)
+    for _ in range(12):
+        e = rng.integers(-255, 256, 400)
+        t_true = float(rng.choice([0.01, 0.02, 0.05, 0.1, 0.3, rng.uniform(0, 1)]))
+        offset = float(rng.choice([0.5, 0.0]))
+        d = np.floor(t_true * e + offset).astype(np.int64)
+        wrong = rng.random(400) < 0.15                 # 15% of values made wrong
+        d[wrong] += rng.choice([-1, 1], int(wrong.sum()))
+        count, t = exact_weight(d, e, offset)
+        assert 0.0 <= t <= 1.0
+        # the weight returned reproduces the count claimed ...
+        assert int(holds(t, d, e, offset).sum()) == count
+        # ... and no weight of a fine scan (nor the true one) reproduces more
+        grid = np.concatenate([np.linspace(0, 1, 20001), [t_true]])
+        assert count >= max(int(holds(g, d, e, offset, 0.0).sum()) for g in grid)
+        assert count >= int((~wrong).sum())
+
+
+def test_exact_weight_counts_halfway_values_either_way():
+    # 0.7 * a + 0.3 * b: (7a + 3b) mod 10 == 5 values are halfway; np.round sends them to even
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(0, 256, 5000), rng.integers(0, 256, 5000)
+    q = np.round(0.7 * a + 0.3 * b).astype(np.int64)
+    halfway = np.mean((7 * a + 3 * b) % 10 == 5)
+    assert halfway > 0.05
+    count, t = exact_weight(q - a, b - a, 0.5)
+    assert count == len(a)
+    assert t == pytest.approx(0.3, abs=1e-6)
+
+
+@pytest.mark.parametrize("rounding", ["round", "floor"])
+def test_faint_low_contrast_sources_of_exact_blends_are_named_with_their_weights(pictures, rounding):
+    """0.99/0.01 blends whose 0.01 source is a low-contrast picture: least squares leaves it
+    out (its part is below the rounding), the exact test names it, with w = 0.99 exactly;
+    rounded to nearest or truncated."""
+    m = len(pictures)
+    faint = range(m - 6, m)
+    f = np.round if rounding == "round" else np.floor
+    named, nnls_named = 0, 0
+    cases = [(a, b) for a in range(6) for b in faint if b - (m - 6) != a]
+    for a, b in cases:
+        q = f(0.99 * pictures[a].astype(np.float64) + 0.01 * pictures[b]).astype(np.uint8)
+        others = [j for j in range(m) if j not in (a, b)]
+        cols = [a, b] + others
+        fit = exact_pair_to_blend(q, pictures[cols], np.array(cols))
+        assert fit is not None, (a, b)
+        assert (cols[fit.main], cols[fit.second]) == (a, b)
+        assert fit.weight == pytest.approx(0.99, abs=2e-3)
+        # truncated: where a == b, 0.99*a + 0.01*a can fall a hair below a in floating point
+        assert fit.share == 1.0 if rounding == "round" else fit.share > 0.999
+        named += 1
+        ls = sources_to_blend(q / 255.0, pictures[cols] / 255.0, np.array(cols))
+        nnls_named += set(ls.photos) == {a, b}
+    assert named == len(cases)
+    assert nnls_named < named     # what the exact test adds (least squares misses some)
+
+
+def test_weights_of_exact_blends_are_recovered(pictures):
+    for w in (0.99, 0.9, 0.7, 0.6):
+        q = np.round(w * pictures[0].astype(np.float64) + (1 - w) * pictures[3]).astype(np.uint8)
+        fit = exact_pair_to_blend(q, pictures, np.arange(len(pictures)))
+        assert (fit.main, fit.second) == (0, 3)
+        assert fit.weight == pytest.approx(w, abs=1e-3)
+        np.testing.assert_allclose(fit.fit * 255, w * pictures[0] + (1 - w) * pictures[3].astype(np.float64),
+                                   atol=0.3)
+
+
+def test_copies_and_honest_images_are_never_exact_blends(pictures):
+    """A copy resized through another filter is within a level of its source almost everywhere,
+    an exact copy equals it, a JPEG-saved blend is not its own rounding: none is named a
+    blend, whatever other sources are offered; nor is a picture that is not in the set."""
+    m = len(pictures)
+    srcs = [sd.astronaut(), sd.chelsea(), sd.coffee(), sd.rocket(), rgb(sd.camera()), sd.immunohistochemistry()]
+    for i, s in enumerate(srcs):
+        big = preprocess(s, "center-crop", (256, 256))
+        for f in (Image.Resampling.LANCZOS, Image.Resampling.BICUBIC, Image.Resampling.BOX):
+            copy = np.asarray(Image.fromarray(big).resize(SIZE, f))
+            assert exact_pair_to_blend(copy, pictures, np.arange(m)) is None
+        assert exact_pair_to_blend(pictures[i].copy(), pictures, np.arange(m)) is None
+    honest = preprocess(rgb(sd.gravel()), "center-crop", SIZE)
+    assert exact_pair_to_blend(honest, pictures, np.arange(m)) is None
+    # the share rule: a blend with 2% of its values disturbed by ±1 is still a blend, 5% is not
+    q = np.round(0.99 * pictures[1].astype(np.float64) + 0.01 * pictures[4]).astype(np.int64)
+    rng = np.random.default_rng(0)
+    for frac, expect in ((1 - EXACT_MIN_SHARE) / 2, True), (0.05, False):
+        noisy = q.copy().reshape(-1)
+        idx = rng.choice(noisy.size, int(frac * noisy.size), replace=False)
+        noisy[idx] = np.clip(noisy[idx] + rng.choice([-1, 1], len(idx)), 0, 255)
+        fit = exact_pair_to_blend(noisy.reshape(q.shape).astype(np.uint8), pictures, np.arange(m))
+        assert (fit is not None) == expect, frac
