@@ -11,7 +11,8 @@ import skimage.data as sd
 from PIL import Image
 
 from gandit.dataset import preprocess
-from gandit.forensics.blend import EXACT_MIN_SHARE, exact_pair_to_blend, exact_weight, sources_to_blend
+from gandit.forensics.blend import (EXACT_MIN_SHARE, MIN_WEIGHT, exact_pair_to_blend, exact_weight,
+                                    second_source_candidates, sources_to_blend)
 
 SIZE = (64, 64)
 
@@ -28,7 +29,8 @@ def pictures():
            rgb(sd.moon()), rgb(sd.brick()), rgb(sd.grass()), rgb(sd.coins()), sd.retina(), rgb(sd.clock())]
     full = [preprocess(s, "center-crop", SIZE) for s in src]
     flat = []
-    for im in full[:6]:   # contrast cut to ~1/8 around mid grey: std 5-12 levels
+    others = [sd.hubble_deep_field(), sd.cat(), rgb(sd.gravel()), sd.colorwheel(), rgb(sd.text()), rgb(sd.page())]
+    for im in (preprocess(s, "center-crop", SIZE) for s in others):   # contrast cut to ~1/8 around mid grey
         x = im.astype(np.float64)
         flat.append(np.clip(np.round(128 + (x - x.mean()) / 8), 0, 255).astype(np.uint8))
     return np.stack(full + flat)
@@ -44,17 +46,17 @@ def test_exact_weight_is_the_best_weight_a_brute_force_scan_finds():
     rng = np.random.default_rng(3)
     for _ in range(12):
         e = rng.integers(-255, 256, 400)
-        t_true = float(rng.choice([0.01, 0.02, 0.05, 0.1, 0.3, rng.uniform(0, 1)]))
+        t_true = float(rng.choice([0.01, 0.02, 0.05, 0.1, 0.3, rng.uniform(0.01, 0.99)]))
         offset = float(rng.choice([0.5, 0.0]))
         d = np.floor(t_true * e + offset).astype(np.int64)
         wrong = rng.random(400) < 0.15                 # 15% of values made wrong
         d[wrong] += rng.choice([-1, 1], int(wrong.sum()))
         count, t = exact_weight(d, e, offset)
-        assert 0.0 <= t <= 1.0
+        assert MIN_WEIGHT <= t <= 1.0 - MIN_WEIGHT
         # the weight returned reproduces the count claimed ...
         assert int(holds(t, d, e, offset).sum()) == count
         # ... and no weight of a fine scan (nor the true one) reproduces more
-        grid = np.concatenate([np.linspace(0, 1, 20001), [t_true]])
+        grid = np.concatenate([np.linspace(MIN_WEIGHT, 1 - MIN_WEIGHT, 20001), [t_true]])
         assert count >= max(int(holds(g, d, e, offset, 0.0).sum()) for g in grid)
         assert count >= int((~wrong).sum())
 
@@ -120,7 +122,7 @@ def test_copies_and_honest_images_are_never_exact_blends(pictures):
             copy = np.asarray(Image.fromarray(big).resize(SIZE, f))
             assert exact_pair_to_blend(copy, pictures, np.arange(m)) is None
         assert exact_pair_to_blend(pictures[i].copy(), pictures, np.arange(m)) is None
-    honest = preprocess(rgb(sd.gravel()), "center-crop", SIZE)
+    honest = preprocess(rgb(sd.cell()), "center-crop", SIZE)
     assert exact_pair_to_blend(honest, pictures, np.arange(m)) is None
     # the share rule: a blend with 2% of its values disturbed by ±1 is still a blend, 5% is not
     q = np.round(0.99 * pictures[1].astype(np.float64) + 0.01 * pictures[4]).astype(np.int64)
@@ -131,3 +133,41 @@ def test_copies_and_honest_images_are_never_exact_blends(pictures):
         noisy[idx] = np.clip(noisy[idx] + rng.choice([-1, 1], len(idx)), 0, 255)
         fit = exact_pair_to_blend(noisy.reshape(q.shape).astype(np.uint8), pictures, np.arange(m))
         assert (fit is not None) == expect, frac
+
+
+def test_second_source_search_ranks_every_photo_by_least_squares(pictures):
+    """``second_source_candidates`` against a direct computation: for what the main source
+    leaves of each image (every other pixel), each photo's best variant ranked by the squared
+    error its least-squares multiple removes (rounded or truncated target); the faint
+    low-contrast source of an exact 0.99/0.01 blend is among the first eight, where the exact
+    test names it (low-contrast pictures all look alike to least squares; on a benchmark corpus
+    of 1,600 photos the faint source ranked in the first eight for 148 of 150 blends)."""
+    m = len(pictures)
+    px = np.stack([pictures, pictures[:, :, ::-1]], axis=1)          # two "variants" per photo
+    faint = list(range(m - 6, m))
+    queries, mains, exclude, truth = [], [], [], []
+    for a, b in [(0, faint[1]), (2, faint[4]), (5, faint[0]), (1, 3)]:
+        queries.append(np.round(0.99 * pictures[a].astype(np.float64) + 0.01 * pictures[b]).astype(np.uint8))
+        mains.append(pictures[a])
+        exclude.append(a)
+        truth.append(b)
+    found = second_source_candidates(np.stack(queries), np.stack(mains), px, np.array(exclude), k=8)
+    for f, q, a, b in zip(found, queries, exclude, truth):
+        d = (q[::2, ::2].astype(np.float64) - pictures[a][::2, ::2]).ravel()
+        gains = {}
+        for p in range(m):
+            if p == a:
+                continue
+            for v in range(2):
+                e = (px[p, v][::2, ::2].astype(np.float64) - pictures[a][::2, ::2]).ravel()
+                g = max([(d + off) @ e for off in (0.0, 0.5) if (d + off) @ e > 0], default=None)
+                if g is not None:
+                    gains[(p, v)] = max(gains.get((p, v), 0.0), g * g / (e @ e))
+        best = {}
+        for (p, v), g in sorted(gains.items(), key=lambda t: (-t[1], t[0])):
+            best.setdefault(p, (p, v))
+        assert f == list(best.values())[:8]
+        # the exact test over the main source and these candidates names the blend
+        cols = [(a, 0)] + f
+        fit = exact_pair_to_blend(q, np.stack([px[p, v] for p, v in cols]), np.array([p for p, _ in cols]))
+        assert cols[fit.second][0] == b and fit.weight == pytest.approx(0.99, abs=2e-3)

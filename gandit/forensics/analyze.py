@@ -16,7 +16,9 @@ For every submitted image, in batches (cost linear in the submission):
    scored like a copy, or, when a source is faint (``STRONG_RATIO``), on whether it
    reproduces the image to about its uint8 rounding (``FAINT_BLEND_LEVELS``); where the mix
    is that close (``EXACT_GATE_PSNR32``), the image is tested for being, value for value, the
-   rounded mix of two exact training images (``exact_blend``), which then names them;
+   rounded mix of two exact training images (``exact_blend``), which then names them; where
+   no pair of candidates is, every training photo is ranked as the second source
+   (``_exhaustive_second_sources``) and the image decided again;
 5. **replay** — coarse agreement of the best aligned region or mix (``replay.py``).
 
 The kind is the first that fits (score ≥ its threshold) in the order copy, crop, blend,
@@ -35,7 +37,7 @@ import torch
 
 from gandit.forensics.align import (BoxIndex, Candidate, correlation, images_to_tensor, query_descriptors,
                                     refine_boxes, render, search_candidates)
-from gandit.forensics.blend import exact_pair_to_blend, sources_to_blend
+from gandit.forensics.blend import exact_pair_to_blend, main_column, second_source_candidates, sources_to_blend
 from gandit.forensics import KINDS
 from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, images_to_agreement_score,
                                    images_to_psnr32, point_renders_to_copy_score, region_to_point_renders,
@@ -293,12 +295,22 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
     else:
         rc64, rlocal = c64, local
 
-    out = []
-    for i in range(len(q)):
+    def decide(i: int, notes: dict | None = None) -> Finding:
         pixels = np.asarray(query_pixels[i])
-        out.append(_decide(q[i], copies[i], aligned[i], res_aligned.get(i, []), whole_matches[i], (c64, local),
-                           (rc64, rlocal), train, thresholds, cv, width, height,
-                           None if photos is None else (pixels, photos), pixels, exact_extra.get(i, [])))
+        return _decide(q[i], copies[i], aligned[i], res_aligned.get(i, []), whole_matches[i], (c64, local),
+                       (rc64, rlocal), train, thresholds, cv, width, height,
+                       None if photos is None else (pixels, photos), pixels, exact_extra.get(i, []), notes)
+
+    notes = [{} for _ in range(len(q))]
+    out = [decide(i, notes[i]) for i in range(len(q))]
+    # Near-exact images no pair of candidates explains: a faint second source the searches above
+    # missed is looked for among every training photo, and the image decided again with them.
+    retry = {i: n["exact_main"] for i, n in enumerate(notes) if "exact_main" in n}
+    if retry:
+        for i, more in _exhaustive_second_sources(query_pixels, retry, train).items():
+            known = {(w.photo, w.flip) for w in exact_extra.get(i, [])}
+            exact_extra[i] = exact_extra.get(i, []) + [w for w in more if (w.photo, w.flip) not in known]
+            out[i] = decide(i)
     return out
 
 
@@ -330,9 +342,10 @@ def point_crop(pixels: np.ndarray, qi: torch.Tensor, r: torch.Tensor, c: Candida
 
 def exact_blend(pixels: np.ndarray, pairs, train: TrainPixels):
     """``blend.exact_pair_to_blend`` of uint8 ``pixels`` over every preprocessing variant of
-    the (photo, flip) ``pairs`` (exact training images at the compare size), with the (photo,
-    variant, flip) of each column; None where the sizes differ or no pair reproduces it."""
-    if pixels.shape != train.pixels.shape[2:]:
+    the (photo, flip) ``pairs`` (exact training images at the compare size): (the fit or None,
+    the (photo, variant, flip) of each column, the main column's), or None where the sizes
+    differ or there is no pair."""
+    if pixels.shape != train.pixels.shape[2:] or not pairs:
         return None
     cols, keys = [], []
     for photo, flip in pairs:
@@ -340,18 +353,37 @@ def exact_blend(pixels: np.ndarray, pairs, train: TrainPixels):
             x = train.pixels[photo, v]
             cols.append(x[:, ::-1] if flip else x)
             keys.append((photo, v, flip))
-    if not cols:
-        return None
-    fit = exact_pair_to_blend(pixels, np.stack(cols), np.array([k[0] for k in keys]))
-    return None if fit is None else (fit, keys)
+    stack = np.stack(cols)
+    fit = exact_pair_to_blend(pixels, stack, np.array([k[0] for k in keys]))
+    return fit, keys, keys[main_column(pixels, stack)]
+
+
+def _exhaustive_second_sources(query_pixels, retry: dict[int, tuple[int, int, bool]],
+                               train: TrainPixels) -> dict[int, list[WholeMatch]]:
+    """For the images ``retry`` (index → its main source (photo, variant, flip)) that reproduce
+    a main training image to about the rounding and that no pair of their candidates explains:
+    every training photo ranked as the second source (``blend.second_source_candidates``), on
+    the main source's side (a mirrored blend mirrors both)."""
+    rows = sorted(retry)
+    queries, mains = [], []
+    for i in rows:
+        photo, variant, flip = retry[i]
+        q = np.asarray(query_pixels[i])
+        queries.append(q[:, ::-1] if flip else q)
+        mains.append(train.pixels[photo, variant])
+    found = second_source_candidates(np.stack(queries), np.stack(mains), train.pixels,
+                                     np.array([retry[i][0] for i in rows]))
+    return {i: [WholeMatch(p, v, retry[i][2], 0.0) for p, v in f] for i, f in zip(rows, found)}
 
 
 def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], primary_canvas, residual_canvas, train,
-            thresholds, cv, width, height, photos=None, pixels=None, exact_extra=()) -> Finding:
+            thresholds, cv, width, height, photos=None, pixels=None, exact_extra=(),
+            notes: dict | None = None) -> Finding:
     """The finding of one image. ``photos``: (its uint8 pixels, the training-photo loader), for
     a crop verified on point samples (``point_crop``), or None; ``pixels``: its uint8 pixels,
     for the exact decomposition (``exact_blend``) over the candidate photos and ``exact_extra``
-    (more residual whole matches)."""
+    (more residual whole matches); ``notes["exact_main"]`` is set to the main source (photo,
+    variant, flip) where that decomposition ran and found no pair."""
     scores = {k: 0.0 for k in KINDS}
     evidence: dict[str, float] = {}
     copy_source = None
@@ -473,8 +505,10 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         if pixels is not None and 10.0 * np.log10(1.0 / max(mse32, 1e-12)) >= EXACT_GATE_PSNR32:
             pairs = sorted(seen_exact | {(w.photo, w.flip) for w in exact_extra})
             exact = exact_blend(pixels, pairs, train)
-            if exact is not None:   # the rounded mix of two exact training images: it names them
-                efit, keys = exact
+            if exact is not None and exact[0] is None and notes is not None:
+                notes["exact_main"] = exact[2]
+            if exact is not None and exact[0] is not None:   # the rounded mix of two exact training images
+                efit, keys, _ = exact
                 fit32 = pool(torch.from_numpy(efit.fit).permute(2, 0, 1)[None], 32)[0]
                 s, psnr, explained = _agreement_score(qi, fit32, FAINT_BLEND_LEVELS if efit.ratio < STRONG_RATIO
                                                       else None)
