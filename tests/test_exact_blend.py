@@ -154,15 +154,16 @@ def test_second_source_search_ranks_every_photo_by_least_squares(pictures):
     found = second_source_candidates(np.stack(queries), np.stack(mains), px, np.array(exclude), k=8)
     for f, q, a, b in zip(found, queries, exclude, truth):
         d = (q[::2, ::2].astype(np.float64) - pictures[a][::2, ::2]).ravel()
+        d -= d.mean()
         gains = {}
         for p in range(m):
             if p == a:
                 continue
             for v in range(2):
                 e = (px[p, v][::2, ::2].astype(np.float64) - pictures[a][::2, ::2]).ravel()
-                g = max([(d + off) @ e for off in (0.0, 0.5) if (d + off) @ e > 0], default=None)
-                if g is not None:
-                    gains[(p, v)] = max(gains.get((p, v), 0.0), g * g / (e @ e))
+                e -= e.mean()
+                if d @ e > 0:
+                    gains[(p, v)] = (d @ e) ** 2 / (e @ e)
         best = {}
         for (p, v), g in sorted(gains.items(), key=lambda t: (-t[1], t[0])):
             best.setdefault(p, (p, v))

@@ -63,7 +63,7 @@ RESIDUAL_MIN_CORRELATION = 0.5
 #: and per residual.
 WHOLE_PHOTOS = 4
 RESIDUAL_WHOLE_PHOTOS = 3
-#: Residual whole-image matches offered to the exact decomposition (``blend.exact_sources_to_blend``):
+#: Residual whole-image matches offered to the exact decomposition (``blend.exact_pair_to_blend``):
 #: the faint source of a 0.99/0.01 blend can rank below the first three (measured: ranks 3-5 for
 #: 3 of 150 blends of a benchmark corpus), and exact columns cannot stand in for one another.
 EXACT_RESIDUAL_PHOTOS = 8

@@ -197,27 +197,30 @@ def exact_pair_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarr
     a = s[main].astype(np.float64)
     main_exact = int((s[main] == q).sum())
     d = q - a
+    # Candidates ranked by the squared error a least-squares multiple of each column removes,
+    # means removed (a truncated mix is 0.5 lower on average: any brighter photo would explain
+    # that offset, as it explains no pattern); the same ranking serves both roundings.
+    n = len(q)
+    target = d - d.mean()
+    gains = []
+    for j in range(k):
+        e = s[j] - a
+        de, ee = float(target @ e), float(e @ e) - n * float(e.mean()) ** 2
+        if photos[j] != photos[main] and ee > 0 and de > 0:
+            gains.append((-de * de / ee, j))
+    ranked = sorted(gains)
+    top = set(list(dict.fromkeys(int(photos[j]) for _, j in ranked))[:EXACT_CANDIDATES])
     best = None
-    for offset in (0.5, 0.0):    # rounded to nearest, truncated (which lowers values by 0.5 on average)
-        target = d + (0.5 - offset)
-        gains = []   # squared-error reduction by each other photo's columns (least squares)
-        for j in range(k):
-            e = s[j] - a
-            ee, de = float(e @ e), float(target @ e)
-            if photos[j] != photos[main] and ee > 0 and de > 0:
-                gains.append((-de * de / ee, j))
-        ranked = sorted(gains)
-        top = set(list(dict.fromkeys(int(photos[j]) for _, j in ranked))[:EXACT_CANDIDATES])
-        for _, j in ranked:
-            if int(photos[j]) not in top:
-                continue
+    for _, j in ranked:
+        if int(photos[j]) not in top:
+            continue
+        for offset in (0.5, 0.0):    # rounded to nearest, truncated
             hits, t = exact_weight(d, s[j] - a, offset)
             if best is None or hits > best[0]:
                 best = (hits, j, t)
     if best is None:
         return None
     hits, j, t = best
-    n = len(q)
     gain = hits - main_exact
     if hits < EXACT_MIN_SHARE * n or gain < EXACT_MIN_GAIN or gain < 0.5 * (n - main_exact):
         return None
@@ -233,9 +236,8 @@ def second_source_candidates(queries: np.ndarray, mains: np.ndarray, pixels: np.
                              k: int = EXACT_CANDIDATES) -> list[list[tuple[int, int]]]:
     """For uint8 images ``queries`` (Q, H, W, 3) and the exact render of each one's main source
     ``mains`` (Q, H, W, 3): the ``k`` training photos of ``pixels`` (M, V, H, W, 3) whose
-    variants best explain what the main source leaves (``query - main``, or that plus 0.5 for
-    a truncated mix) by least squares, as (photo, variant), best first; photo ``exclude[q]`` is
-    skipped. Exhaustive over every photo, on every ``EXACT_SEARCH_STEP``-th pixel, float64
+    variants best explain what the main source leaves (``query - main``) by least squares, means
+    removed, as (photo, variant), best first; photo ``exclude[q]`` is skipped. Exhaustive over every photo, on every ``EXACT_SEARCH_STEP``-th pixel, float64
     (deterministic). Pure."""
     qn = len(queries)
     if qn == 0 or len(pixels) == 0:
@@ -244,19 +246,19 @@ def second_source_candidates(queries: np.ndarray, mains: np.ndarray, pixels: np.
     q = queries[:, ::st, ::st].reshape(qn, -1).astype(np.float64)
     a = mains[:, ::st, ::st].reshape(qn, -1).astype(np.float64)
     d = q - a
-    targets = np.concatenate([d, d + 0.5])               # rounded, truncated
-    aa, da = (a * a).sum(axis=1), np.concatenate([(d * a).sum(axis=1), ((d + 0.5) * a).sum(axis=1)])
+    dc = d - d.mean(axis=1, keepdims=True)                # means removed (see exact_pair_to_blend)
+    n = q.shape[1]
+    aa, ma, da = (a * a).sum(axis=1), a.mean(axis=1), (dc * a).sum(axis=1)
     m, v = pixels.shape[:2]
     keep = k * v                                           # rows kept: k photos even if all variants rank
     best_gain = np.full((qn, keep), -1.0)
     best_row = np.full((qn, keep), -1, np.int64)
     for s0 in range(0, m, EXACT_SEARCH_CHUNK):
         c = pixels[s0:s0 + EXACT_SEARCH_CHUNK, :, ::st, ::st].reshape(-1, q.shape[1]).astype(np.float64)
-        cc = (c * c).sum(axis=1)
+        cc, mc = (c * c).sum(axis=1), c.mean(axis=1)
         ca = c @ a.T                                        # (rows, Q)
-        ee = cc[:, None] - 2.0 * ca + aa[None]              # |c - a|^2
-        de = c @ targets.T - da[None]                       # (c - a) . target, both targets
-        de = np.maximum(de[:, :qn], de[:, qn:])
+        ee = cc[:, None] - 2.0 * ca + aa[None] - n * (mc[:, None] - ma[None]) ** 2   # |c - a|^2, means removed
+        de = c @ dc.T - da[None]                            # (c - a) . (d - mean d)
         gain = np.where((de > 0) & (ee > 0), de * de / np.maximum(ee, 1e-12), -1.0).T   # (Q, rows)
         rows = np.arange(s0 * v, s0 * v + c.shape[0])
         gain[(rows[None] // v) == exclude[:, None]] = -1.0
