@@ -238,8 +238,9 @@ def second_source_candidates(queries: np.ndarray, mains: np.ndarray, pixels: np.
     """For uint8 images ``queries`` (Q, H, W, 3) and the exact render of each one's main source
     ``mains`` (Q, H, W, 3): the ``k`` training photos of ``pixels`` (M, V, H, W, 3) whose
     variants best explain what the main source leaves (``query - main``) by least squares, means
-    removed, as (photo, variant), best first; photo ``exclude[q]`` is skipped. Exhaustive over every photo, on every ``EXACT_SEARCH_STEP``-th pixel, float64
-    (deterministic). Pure."""
+    removed, as (photo, variant), best first; photo ``exclude[q]`` is skipped. Exhaustive over
+    every photo, on every ``EXACT_SEARCH_STEP``-th pixel, float64 (deterministic). The same
+    ranking as ``exact_pair_to_blend``'s, batched over queries and photos. Pure."""
     qn = len(queries)
     if qn == 0 or len(pixels) == 0:
         return [[] for _ in range(qn)]
