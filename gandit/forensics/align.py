@@ -79,8 +79,11 @@ def box_grid(fractions=GRID_FRACTIONS, step: float = GRID_STEP, min_area: float 
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) → float32 (N, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2).float().div_(255.0)
+    """uint8 (N, H, W, 3) → float32 (N, 3, H, W) in [0, 1], contiguous: ``roi_align`` copies a
+    channels-last input whole on every call (88 ms for a single box on 3,000 canvases, 0.1 ms
+    contiguous)."""
+    return torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2).contiguous() \
+        .float().div_(255.0)
 
 
 def render(canvas: torch.Tensor, photo: np.ndarray, boxes: np.ndarray, size: int,
@@ -109,9 +112,16 @@ def centred(x: torch.Tensor) -> torch.Tensor:
 
 def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Normalised correlation of (…, 3, s, s) images after removing each channel's mean."""
-    a, b = centred(a), centred(b)
-    num = (a * b).sum(dim=(-3, -2, -1))
-    den = torch.sqrt((a * a).sum(dim=(-3, -2, -1)) * (b * b).sum(dim=(-3, -2, -1)))
+    b = centred(b)
+    return correlation_to(a, b, (b * b).sum(dim=(-3, -2, -1)))
+
+
+def correlation_to(a: torch.Tensor, b_centred: torch.Tensor, b_energy: torch.Tensor) -> torch.Tensor:
+    """``correlation(a, b)`` given ``b`` already centred and its energy (sum of squares), which
+    broadcast against ``a``: a target compared with many renders is prepared once."""
+    a = centred(a)
+    num = (a * b_centred).sum(dim=(-3, -2, -1))
+    den = torch.sqrt((a * a).sum(dim=(-3, -2, -1)) * b_energy)
     return num / den.clamp_min(1e-12)
 
 
@@ -342,7 +352,9 @@ def refine_boxes(canvas: torch.Tensor, photo: np.ndarray, boxes: np.ndarray, fli
     step = np.full(k, (first_step if first_step is not None else REFINE_FIRST_STEP * width), dtype=np.float64)
     aspect = np.ones(k) if photo_aspect is None else np.asarray(photo_aspect, dtype=np.float64)
     boxes = clamp_boxes(np.asarray(boxes, dtype=np.float64), width, height)
-    score = correlation(render(canvas, photo, boxes, size, flip), target).numpy().astype(np.float64)
+    tc = centred(target)
+    te = (tc * tc).sum(dim=(-3, -2, -1))
+    score = correlation_to(render(canvas, photo, boxes, size, flip), tc, te).numpy().astype(np.float64)
     score = np.where(plausible(boxes, width, height, aspect), score, -np.inf)
     active = np.ones(k, dtype=bool)
     for _ in range(max_iterations):
@@ -353,8 +365,9 @@ def refine_boxes(canvas: torch.Tensor, photo: np.ndarray, boxes: np.ndarray, fli
         trial = clamp_boxes(trial, width, height)
         m = len(_MOVES)
         rendered = render(canvas, np.repeat(photo[act], m), trial.reshape(-1, 4), size, np.repeat(flip[act], m))
-        tgt = target[torch.as_tensor(np.repeat(act, m))]
-        s = correlation(rendered, tgt).numpy().astype(np.float64).reshape(-1, m)
+        a = torch.as_tensor(act)
+        s = correlation_to(rendered.reshape(len(act), m, *rendered.shape[1:]), tc[a, None], te[a, None])
+        s = s.numpy().astype(np.float64)
         s = np.where(plausible(trial, width, height, aspect[act, None]), s, -np.inf)
         best = s.argmax(axis=1)
         gain = s[np.arange(len(act)), best] > score[act] + 1e-7
