@@ -11,8 +11,8 @@ import skimage.data as sd
 from PIL import Image
 
 from gandit.dataset import preprocess
-from gandit.forensics.blend import (EXACT_MIN_SHARE, MIN_WEIGHT, exact_pair_to_blend, exact_weight,
-                                    second_source_candidates, sources_to_blend)
+from gandit.forensics.blend import (EXACT_MIN_SHARE, EXACT_PREFILTER_STEP, MIN_WEIGHT, exact_pair_to_blend,
+                                    exact_weight, second_source_candidates, sources_to_blend)
 
 SIZE = (64, 64)
 
@@ -133,6 +133,32 @@ def test_copies_and_honest_images_are_never_exact_blends(pictures):
         noisy[idx] = np.clip(noisy[idx] + rng.choice([-1, 1], len(idx)), 0, 255)
         fit = exact_pair_to_blend(noisy.reshape(q.shape).astype(np.uint8), pictures, np.arange(m))
         assert (fit is not None) == expect, frac
+
+
+def test_the_prefilter_skips_only_pairs_that_cannot_count(pictures):
+    """The count on every ``EXACT_PREFILTER_STEP``-th value skips a candidate only when no weight
+    can reproduce ``EXACT_MIN_SHARE`` of all values. At the rule's edge, with every wrong value
+    on the prefilter's own samples (where its bound is tight): a blend with ``wrong`` values
+    changed by one level reproduces all but those, and counts exactly when they are few enough."""
+    m = len(pictures)
+    q = np.round(0.99 * pictures[1].astype(np.float64) + 0.01 * pictures[4]).astype(np.int64).reshape(-1)
+    n = q.size
+    misses = n - int(np.ceil(EXACT_MIN_SHARE * n))
+    e = (pictures[4].astype(np.int64) - pictures[1]).reshape(-1)
+    # on the prefilter's samples, values whose mix is not near halfway (a change of one level
+    # there is wrong at any weight near the true one)
+    x = 0.01 * e + 0.5
+    spots = np.flatnonzero((np.arange(n) % EXACT_PREFILTER_STEP == 0) & (np.abs(x - np.round(x)) > 0.2))
+    rng = np.random.default_rng(5)
+    for wrong in range(misses - 3, misses + 4):
+        noisy = q.copy()
+        idx = rng.choice(spots, wrong, replace=False)
+        noisy[idx] = np.clip(noisy[idx] + rng.choice([-1, 1], wrong), 0, 255)
+        fit = exact_pair_to_blend(noisy.reshape(pictures[1].shape).astype(np.uint8), pictures, np.arange(m))
+        assert (fit is not None) == (wrong <= misses), wrong
+        if fit is not None:
+            assert (fit.main, fit.second, fit.share) == (1, 4, (n - wrong) / n)
+            assert fit.weight == pytest.approx(0.99, abs=2e-3)
 
 
 def test_second_source_search_ranks_every_photo_by_least_squares(pictures):
