@@ -67,7 +67,7 @@ def world():
     return rng, photos, honest, train, index
 
 
-def run(world, queries, point_samples=True):
+def run(world, queries, point_samples=True, workers=None):
     """The forensics as the audit runs them: with the training photos themselves for point
     samples (``point_samples=False``: the 64x64 variants only, as before they were used)."""
     _, photos, _, train, index = world
@@ -77,7 +77,7 @@ def run(world, queries, point_samples=True):
     # stand-in for Inception features: pixel descriptors (the copy detector only ranks by them)
     copies = detect_copies(thumbnails_to_descriptors(qt), qt, thumbnails_to_descriptors(tt[:, 0]), tt, None,
                            list(queries), loader)
-    return analyze_images(np.stack(queries), copies, None, train, index, THRESHOLDS, photos=loader)
+    return analyze_images(np.stack(queries), copies, None, train, index, THRESHOLDS, photos=loader, workers=workers)
 
 
 def random_crop(rng, photo):
@@ -360,12 +360,23 @@ def test_honest_look_alikes_are_not_flagged(world):
     assert all(f.kind is None or f.score < 0.5 for f in findings), scores
 
 
-def test_analysis_is_deterministic(world):
+def test_analysis_is_deterministic_with_any_number_of_workers(world):
+    """Same findings, evidence included, run after run, and whether the images are analysed in
+    one batch or in several batches on threads at once."""
     rng, photos, honest, _, _ = world
-    queries = honest[:4] + [preprocess(photos[3], "center-crop", (64, 64))]
-    a, b = run(world, queries), run(world, queries)
-    assert [(f.kind, f.score, f.sources) for f in a] == [(f.kind, f.score, f.sources) for f in b]
-    assert torch.get_num_threads() >= 1
+    x, y, w, h = random_crop(np.random.default_rng(3), photos[5])
+    crop = np.asarray(Image.fromarray(photos[5]).crop((x, y, x + w, y + h)).resize((64, 64), Image.BICUBIC))
+    a, b = (preprocess(photos[j], "center-crop", (64, 64)).astype(np.float64) for j in (1, 7))
+    queries = honest[:4] + [preprocess(photos[3], "center-crop", (64, 64)), crop,
+                            np.round(0.99 * a + 0.01 * b).astype(np.uint8)]
+    before = torch.get_num_threads()
+    runs = [run(world, queries, workers=w) for w in (1, 1, 3)]
+    seen = [[(f.kind, f.score, f.sources, f.evidence) for f in r] for r in runs]
+    assert seen[0] == seen[1] == seen[2]
+    assert [(f.kind is not None and f.score >= 0.5, f.sources[0].photo) for f in runs[0][4:]] == \
+        [(True, 3), (True, 5), (True, 1)], seen[0][4:]
+    assert runs[0][6].kind == "blend" and {s.photo for s in runs[0][6].sources} == {1, 7}
+    assert torch.get_num_threads() == before
 
 
 def test_replay_psnr_forgives_exactly_a_bounded_colour_drift():

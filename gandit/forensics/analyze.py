@@ -30,6 +30,7 @@ only through the caller's ``photos`` loader).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -184,12 +185,15 @@ def _align(canvas64: torch.Tensor, canvas32: torch.Tensor, local: dict[int, int]
 def analyze_images(query_pixels, copies: list[CopyMatch | None], neighbours: np.ndarray | None,
                    train: TrainPixels, index: BoxIndex, thresholds: dict[str, float],
                    progress: ProgressReporter = SILENT, whole: WholeIndex | None = None,
-                   photos: Callable[[int], np.ndarray | None] | None = None) -> list[Finding]:
+                   photos: Callable[[int], np.ndarray | None] | None = None,
+                   workers: int | None = None) -> list[Finding]:
     """Findings for submitted uint8 (H, W, 3) images (a list or an array). ``copies``: the copy detector's
     matches; ``neighbours``: Inception nearest training indices (N, k) or None; ``whole``: the
     index of ``train``'s whole images (``whole.pixels_to_whole_index``), built here when None;
     ``photos``: training index → uint8 photo (or None), for crops verified on point samples
-    (``point_crop``); the only way photos are read here."""
+    (``point_crop``); the only way photos are read here. ``workers``: batches analysed at once,
+    on threads (torch's thread count when None); every image's finding is the same with any
+    number, as each batch is analysed on its own."""
     n = len(query_pixels)
     findings: list[Finding] = []
     if n == 0:
@@ -201,15 +205,25 @@ def analyze_images(query_pixels, copies: list[CopyMatch | None], neighbours: np.
     # waking a thread pool for every one of them (measured: 40 s → 5 s for 40 images). FAISS
     # shares the OpenMP pool: its few large searches get ``threads`` back (align.faiss_search).
     torch.set_num_threads(1)
+    # Batches on ``workers`` threads, one torch thread each: the per-image work is many small
+    # operations whose C++ parts (renders, searches, sorts) run beside each other (2 cores:
+    # 0.102 → 0.078 s per image against 20,000 training photos, BENCHMARKS.md).
+    workers = max(1, threads if workers is None else int(workers))
+    size = max(1, min(BATCH, -(-n // workers)))
+    spans = [(start, min(n, start + size)) for start in range(0, n, size)]
+
+    def batch(span: tuple[int, int]) -> list[Finding]:
+        torch.set_num_threads(1)
+        start, stop = span
+        return _analyze_batch(query_pixels[start:stop], copies[start:stop],
+                              None if neighbours is None else neighbours[start:stop],
+                              train, index, whole, thresholds, cv, width, height, max(1, threads // workers),
+                              photos)
     try:
         whole = whole if whole is not None else pixels_to_whole_index(train.pixels)
-        with progress.task("forensics", n) as advance:
-            for start in range(0, n, BATCH):
-                stop = min(n, start + BATCH)
-                findings.extend(_analyze_batch(query_pixels[start:stop], copies[start:stop],
-                                               None if neighbours is None else neighbours[start:stop],
-                                               train, index, whole, thresholds, cv, width, height, threads,
-                                               photos))
+        with progress.task("forensics", n) as advance, ThreadPoolExecutor(workers) as pool_:
+            for (start, stop), found in zip(spans, pool_.map(batch, spans)):
+                findings.extend(found)
                 advance(stop - start)
     finally:
         torch.set_num_threads(threads)
