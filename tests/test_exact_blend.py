@@ -11,8 +11,9 @@ import skimage.data as sd
 from PIL import Image
 
 from gandit.dataset import preprocess
-from gandit.forensics.blend import (EXACT_MIN_SHARE, EXACT_PREFILTER_STEP, MIN_WEIGHT, exact_pair_to_blend,
-                                    exact_weight, second_source_candidates, sources_to_blend)
+from gandit.forensics.blend import (EXACT_MIN_GAIN, EXACT_MIN_SHARE, EXACT_PREFILTER_STEP, MIN_WEIGHT,
+                                    exact_pair_to_blend, exact_weight, second_source_candidates,
+                                    second_source_possible, sources_to_blend)
 
 SIZE = (64, 64)
 
@@ -159,6 +160,23 @@ def test_the_prefilter_skips_only_pairs_that_cannot_count(pictures):
         if fit is not None:
             assert (fit.main, fit.second, fit.share) == (1, 4, (n - wrong) / n)
             assert fit.weight == pytest.approx(0.99, abs=2e-3)
+
+
+def test_no_second_source_is_searched_for_where_none_could_count(pictures):
+    """The search over every photo is skipped where the main source leaves fewer than
+    ``EXACT_MIN_GAIN`` values wrong: no pair could count there, whatever photos were offered."""
+    m = len(pictures)
+    copy = pictures[2].copy()
+    assert not second_source_possible(copy, pictures[2])
+    assert exact_pair_to_blend(copy, pictures, np.arange(m)) is None
+    almost = copy.reshape(-1).copy()
+    almost[:EXACT_MIN_GAIN - 1] ^= 1                   # EXACT_MIN_GAIN - 1 values off by one
+    almost = almost.reshape(copy.shape)
+    assert not second_source_possible(almost, pictures[2])
+    assert exact_pair_to_blend(almost, pictures, np.arange(m)) is None
+    blend = np.round(0.99 * pictures[2].astype(np.float64) + 0.01 * pictures[5]).astype(np.uint8)
+    assert second_source_possible(blend, pictures[2])
+    assert exact_pair_to_blend(blend, pictures, np.arange(m)).second == 5
 
 
 def test_second_source_search_ranks_every_photo_by_least_squares(pictures):

@@ -38,7 +38,8 @@ import torch
 
 from gandit.forensics.align import (BoxIndex, Candidate, correlation, images_to_tensor, query_descriptors,
                                     refine_boxes, render, search_candidates)
-from gandit.forensics.blend import exact_pair_to_blend, main_column, second_source_candidates, sources_to_blend
+from gandit.forensics.blend import (exact_pair_to_blend, main_column, second_source_candidates, second_source_possible,
+                                    sources_to_blend)
 from gandit.forensics import KINDS
 from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, images_to_agreement_score,
                                    images_to_psnr32, point_renders_to_copy_score, region_to_point_renders,
@@ -520,7 +521,10 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             pairs = sorted(seen_exact | {(w.photo, w.flip) for w in exact_extra})
             exact = exact_blend(pixels, pairs, train)
             if exact is not None and exact[0] is None and notes is not None:
-                notes["exact_main"] = exact[2]
+                photo, variant, flip = exact[2]
+                main = train.pixels[photo, variant]
+                if second_source_possible(pixels, main[:, ::-1] if flip else main):
+                    notes["exact_main"] = exact[2]
             if exact is not None and exact[0] is not None:   # the rounded mix of two exact training images
                 efit, keys, _ = exact
                 fit32 = pool(torch.from_numpy(efit.fit).permute(2, 0, 1)[None], 32)[0]

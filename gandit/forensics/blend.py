@@ -203,18 +203,11 @@ def exact_pair_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarr
     a = s[main].astype(np.float64)
     main_exact = int((s[main] == q).sum())
     d = q - a
-    # Candidates ranked by the squared error a least-squares multiple of each column removes,
-    # means removed (a truncated mix is 0.5 lower on average: any brighter photo would explain
-    # that offset, as it explains no pattern); the same ranking serves both roundings.
+    # Candidates ranked by least squares, means removed (``least_squares_gains``); the same
+    # ranking serves both roundings.
     n = len(q)
-    target = d - d.mean()
-    gains = []
-    for j in range(k):
-        e = s[j] - a
-        de, ee = float(target @ e), float(e @ e) - n * float(e.mean()) ** 2
-        if photos[j] != photos[main] and ee > 0 and de > 0:
-            gains.append((-de * de / ee, j))
-    ranked = sorted(gains)
+    gains = least_squares_gains(d[None], a[None], s.astype(np.float64))[0]
+    ranked = sorted((-float(gains[j]), j) for j in range(k) if photos[j] != photos[main] and gains[j] > 0)
     top = set(list(dict.fromkeys(int(photos[j]) for _, j in ranked))[:EXACT_CANDIDATES])
     misses = n - int(np.ceil(EXACT_MIN_SHARE * n - 1e-9))     # the most a counted pair may miss
     sub = slice(None, None, EXACT_PREFILTER_STEP)
@@ -244,6 +237,31 @@ def exact_pair_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarr
                       min(without / max(with_b, 1e-12), 1e12))
 
 
+def least_squares_gains(d: np.ndarray, a: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float64 (Q, R): the squared error that a least-squares multiple of ``c[r] - a[q]`` removes
+    from ``d[q]``, each with its mean removed, or -1 where it removes none (``d``: what a main
+    source ``a`` leaves of an image, (Q, n); ``c``: candidate second sources, (R, n)). Means are
+    removed because a truncated mix is 0.5 lower on average than its rounded sources: with that
+    offset in the target, any brighter photo would outrank the true second source, as it explains
+    an offset and no pattern. Expanded into products with ``c`` so that many candidates cost one
+    matrix product per query block."""
+    n = d.shape[1]
+    dc = d - d.mean(axis=1, keepdims=True)
+    aa, ma, da = (a * a).sum(axis=1), a.mean(axis=1), (dc * a).sum(axis=1)
+    cc, mc = (c * c).sum(axis=1), c.mean(axis=1)
+    ee = cc[:, None] - 2.0 * (c @ a.T) + aa[None] - n * (mc[:, None] - ma[None]) ** 2   # |c - a|^2, means removed
+    de = c @ dc.T - da[None]                                                           # (c - a) . (d - mean d)
+    return np.where((de > 0) & (ee > 0), de * de / np.maximum(ee, 1e-12), -1.0).T
+
+
+def second_source_possible(query: np.ndarray, main: np.ndarray) -> bool:
+    """Whether a second source could make an exact pair of the uint8 ``query`` and its main
+    source ``main`` (same shape) count: it turns at most the values the main source gets wrong
+    into exact ones, and must turn ``EXACT_MIN_GAIN`` (a copy of the exact main source has none
+    to turn, and no photo is worth searching for it)."""
+    return int(np.count_nonzero(query != main)) >= EXACT_MIN_GAIN
+
+
 def second_source_candidates(queries: np.ndarray, mains: np.ndarray, pixels: np.ndarray, exclude: np.ndarray,
                              k: int = EXACT_CANDIDATES) -> list[list[tuple[int, int]]]:
     """For uint8 images ``queries`` (Q, H, W, 3) and the exact render of each one's main source
@@ -259,20 +277,13 @@ def second_source_candidates(queries: np.ndarray, mains: np.ndarray, pixels: np.
     q = queries[:, ::st, ::st].reshape(qn, -1).astype(np.float64)
     a = mains[:, ::st, ::st].reshape(qn, -1).astype(np.float64)
     d = q - a
-    dc = d - d.mean(axis=1, keepdims=True)                # means removed (see exact_pair_to_blend)
-    n = q.shape[1]
-    aa, ma, da = (a * a).sum(axis=1), a.mean(axis=1), (dc * a).sum(axis=1)
     m, v = pixels.shape[:2]
     keep = k * v                                           # rows kept: k photos even if all variants rank
     best_gain = np.full((qn, keep), -1.0)
     best_row = np.full((qn, keep), -1, np.int64)
     for s0 in range(0, m, EXACT_SEARCH_CHUNK):
         c = pixels[s0:s0 + EXACT_SEARCH_CHUNK, :, ::st, ::st].reshape(-1, q.shape[1]).astype(np.float64)
-        cc, mc = (c * c).sum(axis=1), c.mean(axis=1)
-        ca = c @ a.T                                        # (rows, Q)
-        ee = cc[:, None] - 2.0 * ca + aa[None] - n * (mc[:, None] - ma[None]) ** 2   # |c - a|^2, means removed
-        de = c @ dc.T - da[None]                            # (c - a) . (d - mean d)
-        gain = np.where((de > 0) & (ee > 0), de * de / np.maximum(ee, 1e-12), -1.0).T   # (Q, rows)
+        gain = least_squares_gains(d, a, c)                 # (Q, rows)
         rows = np.arange(s0 * v, s0 * v + c.shape[0])
         gain[(rows[None] // v) == exclude[:, None]] = -1.0
         allg = np.concatenate([best_gain, gain], axis=1)
