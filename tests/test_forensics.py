@@ -17,8 +17,8 @@ from PIL import Image, ImageFilter
 
 from gandit.dataset import center_crop_box, preprocess
 from gandit.features.pixels import image_to_thumbnail, thumbnails_to_descriptors
-from gandit.forensics.align import (box_grid, canvases_to_box_index, images_to_tensor, plausible,
-                                    refine_boxes, render)
+from gandit.forensics.align import (DESC, PCA_DIM, box_grid, canvases_to_box_index, descriptors, fit_pca,
+                                    images_to_tensor, plausible, refine_boxes, render)
 from gandit.forensics.analyze import TrainPixels, analyze_images
 from gandit.forensics.blend import sources_to_blend
 from gandit.forensics.copy import detect_copies
@@ -118,6 +118,24 @@ def test_whole_canvas_render_is_the_area_average():
     out = render(images_to_tensor(canvas), np.array([0]), np.array([[0.0, 0.0, 64.0, 64.0]]), 32)
     expected = canvas[0].astype(np.float64).reshape(32, 2, 32, 2, 3).mean(axis=(1, 3)) / 255
     assert np.abs(out[0].permute(1, 2, 0).numpy() - expected).max() < 1e-6
+
+
+def test_box_index_is_every_box_projected_on_the_pca_of_every_step_th_box():
+    """The box index renders only the rows its PCA samples in the first pass; it equals the plain
+    definition (every box rendered, every ``step``-th row sampled), across chunk boundaries."""
+    rng = np.random.default_rng(4)
+    canvases = rng.integers(0, 256, (13, 32, 32, 3), dtype=np.uint8)
+    canvases = np.clip(canvases.astype(np.float64).cumsum(axis=1) / 6, 0, 255).astype(np.uint8)   # some structure
+    grid = box_grid()
+    index = canvases_to_box_index(canvases, pca_sample=97, chunk=5)
+    everything = descriptors(render(images_to_tensor(canvases), np.repeat(np.arange(13), len(grid)),
+                                    np.tile(grid * 32.0, (13, 1)), DESC))
+    step = len(everything) // 97
+    assert step > 1
+    mean, comps = fit_pca(everything[::step], PCA_DIM)
+    np.testing.assert_array_equal(index.mean, mean)
+    np.testing.assert_array_equal(index.components, comps)
+    np.testing.assert_array_equal(index.vectors, index.project(everything))
 
 
 def test_refinement_recovers_a_known_box_from_a_coarse_start():

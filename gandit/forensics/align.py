@@ -198,17 +198,18 @@ def canvases_to_box_index(canvases: np.ndarray, grid: np.ndarray | None = None,
     n_boxes = len(grid)
     scale = np.array([w, h, w, h], dtype=np.float64)
 
-    def chunk_descriptors(s: int) -> np.ndarray:
+    def chunk_descriptors(s: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """Descriptors of the chunk's rows (all, or the given row numbers within the chunk)."""
         block = images_to_tensor(canvases[s:s + chunk])
-        k = len(block)
-        return descriptors(render(block, np.repeat(np.arange(k), n_boxes), np.tile(grid * scale, (k, 1)), DESC))
+        rows = np.arange(len(block) * n_boxes) if rows is None else rows
+        return descriptors(render(block, rows // n_boxes, grid[rows % n_boxes] * scale, DESC))
 
     total = m * n_boxes
     step = max(1, total // pca_sample)
     sample = []
-    for s in range(0, m, chunk):
-        first = s * n_boxes
-        sample.append(chunk_descriptors(s)[(-first) % step::step])
+    for s in range(0, m, chunk):     # the PCA's sample: every ``step``-th row, and only those rendered
+        first, k = s * n_boxes, min(chunk, m - s)
+        sample.append(chunk_descriptors(s, np.arange((-first) % step, k * n_boxes, step)))
     mean, comps = fit_pca(np.concatenate(sample), pca_dim) if total else \
         (np.zeros(3 * DESC * DESC, np.float32), np.zeros((pca_dim, 3 * DESC * DESC), np.float32))
     index = BoxIndex(grid, (w, h), mean, comps, np.zeros((0, pca_dim), np.float32), faiss.IndexFlatL2(pca_dim))
