@@ -364,12 +364,16 @@ def refine_boxes(canvas: torch.Tensor, photo: np.ndarray, boxes: np.ndarray, fli
             break
         trial = boxes[act, None, :] + _MOVES[None] * step[act, None, None]      # (A, 12, 4)
         trial = clamp_boxes(trial, width, height)
-        m = len(_MOVES)
-        rendered = render(canvas, np.repeat(photo[act], m), trial.reshape(-1, 4), size, np.repeat(flip[act], m))
-        a = torch.as_tensor(act)
-        s = correlation_to(rendered.reshape(len(act), m, *rendered.shape[1:]), tc[a, None], te[a, None])
-        s = s.numpy().astype(np.float64)
-        s = np.where(plausible(trial, width, height, aspect[act, None]), s, -np.inf)
+        # Only moves that can gain are rendered: not an implausible box (scored -inf), nor one
+        # the canvas edge clamped back onto the current box (its score: no gain). At a whole
+        # canvas that is 8 of the 12.
+        useful = plausible(trial, width, height, aspect[act, None]) & (trial != boxes[act, None, :]).any(axis=-1)
+        rows, moves = np.nonzero(useful)
+        s = np.full(useful.shape, -np.inf)
+        if len(rows):
+            rendered = render(canvas, photo[act[rows]], trial[rows, moves], size, flip[act[rows]])
+            r = torch.as_tensor(act[rows])
+            s[rows, moves] = correlation_to(rendered, tc[r], te[r]).numpy().astype(np.float64)
         best = s.argmax(axis=1)
         gain = s[np.arange(len(act)), best] > score[act] + 1e-7
         moved = act[gain]
