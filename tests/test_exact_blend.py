@@ -11,9 +11,10 @@ import skimage.data as sd
 from PIL import Image
 
 from gandit.dataset import preprocess
-from gandit.forensics.blend import (EXACT_MIN_GAIN, EXACT_MIN_SHARE, EXACT_PREFILTER_STEP, MIN_WEIGHT,
+from gandit.forensics.blend import (EXACT_MIN_GAIN, EXACT_MIN_SHARE, EXACT_PREFILTER_STEP, EXACT_SEARCH_MAX_WEIGHT,
+                                    MIN_WEIGHT,
                                     exact_pair_to_blend, exact_weight, second_source_candidates,
-                                    second_source_possible, sources_to_blend)
+                                    faint_second_source_possible, sources_to_blend)
 
 SIZE = (64, 64)
 
@@ -162,21 +163,29 @@ def test_the_prefilter_skips_only_pairs_that_cannot_count(pictures):
             assert fit.weight == pytest.approx(0.99, abs=2e-3)
 
 
-def test_no_second_source_is_searched_for_where_none_could_count(pictures):
-    """The search over every photo is skipped where the main source leaves fewer than
-    ``EXACT_MIN_GAIN`` values wrong: no pair could count there, whatever photos were offered."""
+def test_no_second_source_is_searched_for_where_no_faint_one_could_count(pictures):
+    """The search over every photo is skipped where no second source of weight ≤
+    ``EXACT_SEARCH_MAX_WEIGHT`` could make a counted pair: the main source leaves fewer than
+    ``EXACT_MIN_GAIN`` values wrong, or more than 1 - ``EXACT_MIN_SHARE`` of them further than such
+    a weight reaches. Just inside both bounds, pairs are found and the search runs."""
     m = len(pictures)
+    a, b = pictures[2].astype(np.float64), pictures[5].astype(np.float64)
     copy = pictures[2].copy()
-    assert not second_source_possible(copy, pictures[2])
-    assert exact_pair_to_blend(copy, pictures, np.arange(m)) is None
+    assert not faint_second_source_possible(copy, pictures[2])
     almost = copy.reshape(-1).copy()
     almost[:EXACT_MIN_GAIN - 1] ^= 1                   # EXACT_MIN_GAIN - 1 values off by one
-    almost = almost.reshape(copy.shape)
-    assert not second_source_possible(almost, pictures[2])
-    assert exact_pair_to_blend(almost, pictures, np.arange(m)) is None
-    blend = np.round(0.99 * pictures[2].astype(np.float64) + 0.01 * pictures[5]).astype(np.uint8)
-    assert second_source_possible(blend, pictures[2])
-    assert exact_pair_to_blend(blend, pictures, np.arange(m)).second == 5
+    assert not faint_second_source_possible(almost.reshape(copy.shape), pictures[2])
+    for w in (0.99, 1 - EXACT_SEARCH_MAX_WEIGHT):
+        blend = np.round(w * a + (1 - w) * b).astype(np.uint8)
+        assert faint_second_source_possible(blend, pictures[2]), w
+        fit = exact_pair_to_blend(blend, pictures, np.arange(m))
+        assert (fit.main, fit.second) == (2, 5) and fit.weight == pytest.approx(w, abs=2e-3)
+    # a 0.7/0.3 blend, and a faint blend with 2% of its values pushed out of a faint source's reach
+    assert not faint_second_source_possible(np.round(0.7 * a + 0.3 * b).astype(np.uint8), pictures[2])
+    far = np.round(0.99 * a + 0.01 * b).reshape(-1)
+    far[::50] = np.where(far[::50] > 127, 0, 255)
+    assert not faint_second_source_possible(far.reshape(a.shape).astype(np.uint8), pictures[2])
+    assert exact_pair_to_blend(far.reshape(a.shape).astype(np.uint8), pictures, np.arange(m)) is None
 
 
 def test_second_source_search_ranks_every_photo_by_least_squares(pictures):
