@@ -12,9 +12,8 @@ from PIL import Image
 
 from gandit.dataset import preprocess
 from gandit.forensics.blend import (EXACT_MIN_GAIN, EXACT_MIN_SHARE, EXACT_PREFILTER_STEP, EXACT_SEARCH_MAX_WEIGHT,
-                                    MIN_WEIGHT,
-                                    exact_pair_to_blend, exact_weight, second_source_candidates,
-                                    faint_second_source_possible, sources_to_blend)
+                                    MIN_WEIGHT, exact_pair_to_blend, exact_weight, second_source_candidates,
+                                    second_source_possible, sources_to_blend)
 
 SIZE = (64, 64)
 
@@ -163,7 +162,7 @@ def test_the_prefilter_skips_only_pairs_that_cannot_count(pictures):
             assert fit.weight == pytest.approx(0.99, abs=2e-3)
 
 
-def test_no_second_source_is_searched_for_where_no_faint_one_could_count(pictures):
+def test_no_second_source_is_searched_for_where_none_of_a_cheaters_weights_could_count(pictures):
     """The search over every photo is skipped where no second source of weight ≤
     ``EXACT_SEARCH_MAX_WEIGHT`` could make a counted pair: the main source leaves fewer than
     ``EXACT_MIN_GAIN`` values wrong, or more than 1 - ``EXACT_MIN_SHARE`` of them further than such
@@ -171,20 +170,20 @@ def test_no_second_source_is_searched_for_where_no_faint_one_could_count(picture
     m = len(pictures)
     a, b = pictures[2].astype(np.float64), pictures[5].astype(np.float64)
     copy = pictures[2].copy()
-    assert not faint_second_source_possible(copy, pictures[2])
+    assert not second_source_possible(copy, pictures[2])
     almost = copy.reshape(-1).copy()
     almost[:EXACT_MIN_GAIN - 1] ^= 1                   # EXACT_MIN_GAIN - 1 values off by one
-    assert not faint_second_source_possible(almost.reshape(copy.shape), pictures[2])
-    for w in (0.99, 1 - EXACT_SEARCH_MAX_WEIGHT):
+    assert not second_source_possible(almost.reshape(copy.shape), pictures[2])
+    for w in (0.99, 0.7, 1 - EXACT_SEARCH_MAX_WEIGHT):
         blend = np.round(w * a + (1 - w) * b).astype(np.uint8)
-        assert faint_second_source_possible(blend, pictures[2]), w
+        assert second_source_possible(blend, pictures[2]), w
         fit = exact_pair_to_blend(blend, pictures, np.arange(m))
         assert (fit.main, fit.second) == (2, 5) and fit.weight == pytest.approx(w, abs=2e-3)
-    # a 0.7/0.3 blend, and a faint blend with 2% of its values pushed out of a faint source's reach
-    assert not faint_second_source_possible(np.round(0.7 * a + 0.3 * b).astype(np.uint8), pictures[2])
+    # another picture, and a faint blend with 2% of its values pushed out of such a source's reach
+    assert not second_source_possible(pictures[0], pictures[2])
     far = np.round(0.99 * a + 0.01 * b).reshape(-1)
     far[::50] = np.where(far[::50] > 127, 0, 255)
-    assert not faint_second_source_possible(far.reshape(a.shape).astype(np.uint8), pictures[2])
+    assert not second_source_possible(far.reshape(a.shape).astype(np.uint8), pictures[2])
     assert exact_pair_to_blend(far.reshape(a.shape).astype(np.uint8), pictures, np.arange(m)) is None
 
 

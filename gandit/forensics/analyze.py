@@ -17,8 +17,9 @@ For every submitted image, in batches (cost linear in the submission):
    reproduces the image to about its uint8 rounding (``FAINT_BLEND_LEVELS``); where the mix
    is that close (``EXACT_GATE_PSNR32``), the image is tested for being, value for value, the
    rounded mix of two exact training images (``exact_blend``), which then names them; where
-   no pair of candidates is and a faint second source could make one, every training photo
-   is ranked as the second source (``_exhaustive_second_sources``) and the image decided again;
+   no pair of candidates is and a second source of a cheater's weights could make one, every
+   training photo is ranked as the second source (``_exhaustive_second_sources``) and the image
+   decided again;
 5. **replay** — coarse agreement of the best aligned region or mix (``replay.py``).
 
 The kind is the first that fits (score ≥ its threshold) in the order copy, crop, blend,
@@ -38,8 +39,8 @@ import torch
 
 from gandit.forensics.align import (BoxIndex, Candidate, correlation, images_to_tensor, query_descriptors,
                                     refine_boxes, render, search_candidates)
-from gandit.forensics.blend import (exact_pair_to_blend, faint_second_source_possible, main_column,
-                                    second_source_candidates, sources_to_blend)
+from gandit.forensics.blend import (exact_pair_to_blend, main_column, second_source_candidates,
+                                    second_source_possible, sources_to_blend)
 from gandit.forensics import KINDS
 from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, images_to_agreement_score,
                                    images_to_psnr32, point_renders_to_copy_score, region_to_point_renders,
@@ -523,7 +524,7 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             if exact is not None and exact[0] is None and notes is not None:
                 photo, variant, flip = exact[2]
                 main = train.pixels[photo, variant]
-                if faint_second_source_possible(pixels, main[:, ::-1] if flip else main):
+                if second_source_possible(pixels, main[:, ::-1] if flip else main):
                     notes["exact_main"] = exact[2]
             if exact is not None and exact[0] is not None:   # the rounded mix of two exact training images
                 efit, keys, _ = exact
