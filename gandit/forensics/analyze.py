@@ -319,8 +319,9 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
 
     notes = [{} for _ in range(len(q))]
     out = [decide(i, notes[i]) for i in range(len(q))]
-    # Near-exact images no pair of candidates explains: a faint second source the searches above
-    # missed is looked for among every training photo, and the image decided again with them.
+    # Near-exact images no pair of candidates explains, where a second source of a cheater's
+    # weights could (``blend.second_source_possible``): a second source the searches above missed
+    # is looked for among every training photo, and the image decided again with them.
     retry = {i: n["exact_main"] for i, n in enumerate(notes) if "exact_main" in n}
     if retry:
         for i, more in _exhaustive_second_sources(query_pixels, retry, train).items():
@@ -370,14 +371,15 @@ def exact_blend(pixels: np.ndarray, pairs, train: TrainPixels):
             cols.append(x[:, ::-1] if flip else x)
             keys.append((photo, v, flip))
     stack = np.stack(cols)
-    fit = exact_pair_to_blend(pixels, stack, np.array([k[0] for k in keys]))
-    return fit, keys, keys[main_column(pixels, stack)]
+    main = main_column(pixels, stack)
+    return exact_pair_to_blend(pixels, stack, np.array([k[0] for k in keys]), main), keys, keys[main]
 
 
 def _exhaustive_second_sources(query_pixels, retry: dict[int, tuple[int, int, bool]],
                                train: TrainPixels) -> dict[int, list[WholeMatch]]:
-    """For the images ``retry`` (index → its main source (photo, variant, flip)) that reproduce
-    a main training image to about the rounding and that no pair of their candidates explains:
+    """For the images ``retry`` (index → its main source (photo, variant, flip)) whose
+    decomposition reproduces them to about the rounding and that no pair of their candidates
+    explains, though a second source could (``blend.second_source_possible``):
     every training photo ranked as the second source (``blend.second_source_candidates``), on
     the main source's side (a mirrored blend mirrors both)."""
     rows = sorted(retry)

@@ -132,7 +132,6 @@ def sources_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarray)
                     tuple(float(min(ratios.get(p, np.inf), 1e12)) for p in sig))
 
 
-
 @dataclass(frozen=True)
 class ExactBlend:
     """``round(w * sources[main] + (1 - w) * sources[second])`` (or truncated) equals the image in
@@ -151,8 +150,9 @@ class ExactBlend:
 def exact_weight(d: np.ndarray, e: np.ndarray, offset: float) -> tuple[int, float]:
     """The weight ``t`` in [``MIN_WEIGHT``, 1 - ``MIN_WEIGHT``] for which
     ``floor(t * e + offset) == d`` holds for the most values (``d``, ``e``: integer arrays;
-    ``offset`` 0.5 rounds to nearest, 0 truncates), and that count. A value exactly halfway counts either way (rounding half up, half down and half
-    to even all agree with some such ``t``; a 0.7/0.3 blend has 10% such values). Exact: each
+    ``offset`` 0.5 rounds to nearest, 0 truncates), and that count. A value exactly halfway
+    counts either way (rounding half up, half down and half to even all agree with some such
+    ``t``; a 0.7/0.3 blend has 10% such values). Exact: each
     value holds on a closed interval of ``t`` (``(d - offset) / e`` to ``(d + 1 - offset) / e``,
     widened by ``TIE_TOLERANCE`` against floating-point error, or everywhere when ``e`` and
     ``d`` are 0), and the most intervals meet where a sweep over their ends finds them; the
@@ -184,19 +184,22 @@ def main_column(query: np.ndarray, sources: np.ndarray) -> int:
     return int(np.argmin(((sources.reshape(len(sources), -1).astype(np.int64) - q) ** 2).sum(axis=1)))
 
 
-def exact_pair_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarray) -> ExactBlend | None:
+def exact_pair_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarray,
+                        main: int | None = None) -> ExactBlend | None:
     """Whether the uint8 image ``query`` (H, W, 3) *is* a rounded mix of two of the uint8
     ``sources`` (K, H, W, 3) — exact renders of training photos ``photos`` (K,): their
     preprocessing variants, as is or mirrored — value for value.
 
-    The main source is the single column nearest the image. For the columns of the
+    The main source is the single column nearest the image (``main_column``; ``main``: that
+    column, when the caller has it already). For the columns of the
     ``EXACT_CANDIDATES`` other photos that lower the squared error most (least squares, means
     removed), the weight that reproduces the most uint8 values exactly, rounded to nearest or
     truncated, is found exactly (``exact_weight``; the least-squares weight of rounded data is
     off by up to half for a low-contrast 0.01 source). A pair counts when it reproduces at least
     ``EXACT_MIN_SHARE`` of them and its second source makes at least ``EXACT_MIN_GAIN`` (net),
-    and half of the values the main source alone gets wrong, exact. That is evidence no honest image gives: a 0.99/0.01 blend
-    of exact preprocessed images is reproduced whole, even where the 0.01 part of a
+    and half of the values the main source alone gets wrong, exact. That is evidence no honest
+    image gives: a 0.99/0.01 blend of exact preprocessed images is reproduced whole, even where
+    the 0.01 part of a
     low-contrast source is below the rounding (``round(0.99*a + 0.01*b)`` is ``a`` plus a
     three-level quantisation of ``0.01*(b - a)``), while a copy resized with another filter
     (within a level of its source almost everywhere) differs from its source in values that no
@@ -206,7 +209,7 @@ def exact_pair_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarr
         return None
     q = query.reshape(-1).astype(np.int64)
     s = sources.reshape(k, -1).astype(np.int64)
-    main = main_column(query, sources)
+    main = main_column(query, sources) if main is None else main
     a = s[main].astype(np.float64)
     main_exact = int((s[main] == q).sum())
     d = q - a
