@@ -428,12 +428,14 @@ def test_replay_psnr_forgives_exactly_a_bounded_colour_drift():
     assert renders_to_psnr16_drift(outside, base)[0] < 35
 
 
-def test_replays_of_duplicated_training_photos_are_near_replays_and_convict_the_submission(world):
+def test_replays_of_duplicated_training_photos_are_flagged_and_convict_the_submission(world):
     """A memorizer replays training photos that the training set holds twice (a re-encoded,
-    slightly shifted copy of each, as real datasets hold near-duplicates): the runner-up photo
-    explains a replay as well as the best, so the per-image ratio test cannot single one out,
-    but every replay is a near-replay and honest look-alikes are not; counted per submission
-    against the honest images, the replays convict it."""
+    slightly shifted copy of each, as real datasets hold near-duplicates). The twin explains a
+    replay as well as its source does; the ratio test passes over it (its region duplicates
+    the best one) and compares with the next other photo, so the replays are flagged one by one,
+    naming the source or its twin, with the duplicate counted in the evidence. Honest
+    look-alikes are not flagged. Every replay is a near-replay as well, and counted per
+    submission against the honest images, the replays convict it."""
     from gandit.nearreplay import counts_to_near_replay_test, is_near_replay
 
     rng, photos, honest, train, _ = world
@@ -450,12 +452,13 @@ def test_replays_of_duplicated_training_photos_are_near_replays_and_convict_the_
                        for p in both])
     doubled = TrainPixels(pixels, 1, np.array([p.shape[1] / p.shape[0] for p in both]))
     index = canvases_to_box_index(np.stack([image_to_thumbnail(c, 32) for c in pixels[:, 1]]))
-    queries = []
+    queries, truth = [], []
     for _ in range(16):
         j = int(rng.integers(len(photos)))
         x, y, w, h = random_crop(rng, photos[j])
         img = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), Image.LANCZOS))
         queries.append(degrade(rng, img))
+        truth.append(j)
 
     def analyse(images):
         qt = np.stack([image_to_thumbnail(q) for q in images])
@@ -466,9 +469,18 @@ def test_replays_of_duplicated_training_photos_are_near_replays_and_convict_the_
     replays, held = analyse(queries), analyse(honest)
     near = [is_near_replay(f.scores, f.evidence, THRESHOLDS) for f in replays]
     held_near = [is_near_replay(f.scores, f.evidence, THRESHOLDS) for f in held]
-    flagged = sum(f.kind is not None and f.score >= 0.5 for f in replays)
-    print("flagged", flagged, "near", sum(near), "honest near", sum(held_near), "of", len(held))
-    assert sum(near) >= 14, [(f.kind, round(f.score, 3), f.evidence.get("replay_coarse")) for f in replays]
+    flagged = [f.kind is not None and f.score >= 0.5 for f in replays]
+    print("flagged", sum(flagged), "near", sum(near), "honest near", sum(held_near), "of", len(held))
+    shown = [(f.kind, round(f.score, 3), f.evidence.get("replay_coarse"), f.evidence.get("replay_duplicates"))
+             for f in replays]
+    assert sum(flagged) >= 12, shown
+    for f, j, hit in zip(replays, truth, flagged):
+        if hit:
+            assert f.sources[0].photo % len(photos) == j, shown
+            if f.kind == "replay":
+                assert f.evidence["replay_duplicates"] >= 1, shown
+    assert not any(f.kind is not None and f.score >= 0.5 for f in held), [(f.kind, f.score) for f in held]
+    assert sum(near) >= 14, shown
     assert sum(held_near) <= 2
     # the coarse score ignores only the ratio test: never below the replay score
     assert all(f.evidence["replay_coarse"] >= f.scores["replay"] - 1e-12 for f in replays + held

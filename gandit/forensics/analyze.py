@@ -45,8 +45,9 @@ from gandit.forensics import KINDS
 from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, images_to_agreement_score,
                                    images_to_psnr32, point_renders_to_copy_score, region_to_point_renders,
                                    thumbnails_to_agreement, to_side)
-from gandit.forensics.replay import (parts_to_coarse_score, parts_to_replay_score, pool, renders_to_detail16,
-                                     renders_to_psnr16, renders_to_psnr16_drift, renders_to_replay_parts)
+from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, parts_to_coarse_score, parts_to_replay_score, pool,
+                                     renders_to_detail16, renders_to_psnr16, renders_to_psnr16_drift,
+                                     renders_to_replay_parts)
 from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_whole
 from gandit.progress import SILENT, ProgressReporter
 
@@ -58,6 +59,16 @@ PHOTOS = 3
 STARTS = 2
 #: Aligned candidates kept after the coarse pass, per image.
 FINE = 2
+#: The replay score's ratio test compares the best region with the best *distinct* region of up
+#: to this many other photos (``_runner_ups``), for images whose best region could make a replay
+#: (explained variance at 16x16 beyond the replay score's honest anchor).
+RUNNER_PHOTOS = 8
+#: Of those, the best distinct regions per image that are aligned at 32x32 as well.
+RUNNER_FINE = 2
+#: Two training regions that reproduce each other this well at 16x16 (explained variance, the
+#: replay score's measure) are one content shown twice: overlapping or re-posted photos. Such a
+#: runner-up is the replay's own source again, not a look-alike, and is passed over.
+DUPLICATE_REGION = 0.97
 #: A box within this many canvas pixels of the whole canvas on every side is the whole image.
 WHOLE_TOLERANCE = 1.5
 #: The residual of a single source is searched when that source correlates at least this.
@@ -267,6 +278,7 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
     c64, c32, local = canvases({c.photo for cs in cands for c in cs})
     iw = index.canvas_size[0]
     aligned = _align(c64, c32, local, cands, q16, q, FINE, iw, train)
+    runners = _runner_ups(q, q16, aligned, (c64, local), canvases, index, desc, mdesc, extra, iw, train, threads)
 
     # Residual search: what the best single source leaves, searched and aligned in its turn.
     residual_targets, residual_rows, primary = [], [], []
@@ -315,7 +327,8 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
         pixels = np.asarray(query_pixels[i])
         return _decide(q[i], copies[i], aligned[i], res_aligned.get(i, []), whole_matches[i], (c64, local),
                        (rc64, rlocal), train, thresholds, cv, width, height,
-                       None if photos is None else (pixels, photos), pixels, exact_extra.get(i, []), notes)
+                       None if photos is None else (pixels, photos), pixels, exact_extra.get(i, []), notes,
+                       runners.get(i))
 
     notes = [{} for _ in range(len(q))]
     out = [decide(i, notes[i]) for i in range(len(q))]
@@ -328,6 +341,93 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
             known = {(w.photo, w.flip) for w in exact_extra.get(i, [])}
             exact_extra[i] = exact_extra.get(i, []) + [w for w in more if (w.photo, w.flip) not in known]
             out[i] = decide(i)
+    return out
+
+
+@dataclass(frozen=True)
+class RunnerUp:
+    """The replay ratio test's runner-up of one image (``_runner_ups``)."""
+
+    explained16: float               #: how well it reproduces the image (0 when there is none)
+    pair16: float | None             #: how well the best region reproduces it (None: no runner-up)
+    duplicates: int                  #: other photos whose region duplicates the best region
+
+
+def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc, mdesc, extra, iw: int,
+                train: TrainPixels, threads: int) -> dict[int, RunnerUp]:
+    """The ratio test's runner-up of every image whose best aligned region could make a replay
+    (explained variance at 16x16 beyond the replay score's honest anchor): up to
+    ``RUNNER_PHOTOS`` other photos are searched and aligned at 16x16 (their ``RUNNER_FINE`` best
+    distinct regions at 32x32 too), and the runner-up is the region that reproduces the image
+    best among those that do not duplicate the best region (``DUPLICATE_REGION``), the coarse
+    pass's runner-up included. A replay of content that the training set holds twice
+    (overlapping crops of one picture, a photo posted twice) is then tested against the next
+    *other* content, as a replay of content held once is; and a look-alike photo outside the
+    first ``FINE`` still counts against the image. Every region tried counts, at every stage
+    of its alignment: a runner-up can only come out higher for it, never lower."""
+    rows = [i for i, al in enumerate(aligned) if al]
+    if not rows:
+        return {}
+    c64, local = primary_canvas
+    best = [aligned[i][0][0] for i in rows]
+    regions = render(c64, np.array([local[c.photo] for c in best]), np.stack([c.box for c in best]), 32,
+                     np.array([c.flip for c in best]))
+    e16 = renders_to_replay_parts(q[torch.as_tensor(rows)], regions)[0]
+    keep = [j for j in range(len(rows)) if e16[j] > REPLAY_LEVELS["explained16"][0]]
+    if not keep:
+        return {}
+    rows = np.array([rows[j] for j in keep])
+    regions = regions[torch.as_tensor(keep)]
+    entries: list[tuple[int, int, float, float]] = []
+    # the coarse pass's own runner-up (as ``_decide`` renders it)
+    own = [(j, c) for j, i in enumerate(rows) for c, _ in aligned[i][1:]]
+    if own:
+        which = np.array([j for j, _ in own])
+        rs = render(c64, np.array([local[c.photo] for _, c in own]), np.stack([c.box for _, c in own]), 32,
+                    np.array([c.flip for _, c in own]))
+        ex = renders_to_replay_parts(q[torch.as_tensor(rows[which])], rs)[0]
+        pr = renders_to_replay_parts(regions[torch.as_tensor(which)], rs)[0]
+        entries += [(int(j), c.photo, float(e), float(p)) for (j, c), e, p in zip(own, ex, pr)]
+    found = search_candidates(index, desc[rows], mdesc[rows], K_BOXES, [extra[i] for i in rows], RUNNER_PHOTOS + 1,
+                              STARTS, threads)
+    flat = [(j, c) for j, (i, cs) in enumerate(zip(rows, found)) for c in cs if c.photo != aligned[i][0][0].photo]
+    if flat:
+        more64, more32, more_local = canvases({c.photo for _, c in flat})
+        which = np.array([j for j, _ in flat])
+        photo = np.array([more_local[c.photo] for _, c in flat])
+        flip = np.array([c.flip for _, c in flat])
+        aspect = train.aspect(np.array([c.photo for _, c in flat]))
+        boxes, _ = refine_boxes(more32, photo, np.stack([c.box for _, c in flat]) * (more32.shape[-1] / iw), flip,
+                                q16[torch.as_tensor(rows[which])], first_step=2.0, last_step=0.25,
+                                photo_aspect=aspect)
+        boxes = boxes * 2.0
+        rs = render(more64, photo, boxes, 32, flip)
+        ex = renders_to_replay_parts(q[torch.as_tensor(rows[which])], rs)[0]
+        pr = renders_to_replay_parts(regions[torch.as_tensor(which)], rs)[0]
+        entries += [(int(j), c.photo, float(e), float(p)) for (j, c), e, p in zip(flat, ex, pr)]
+        # the best distinct regions of each image at 32x32, as the coarse pass's candidates are
+        fine = []
+        for j in range(len(rows)):
+            mine = np.flatnonzero((which == j) & (pr < DUPLICATE_REGION))
+            fine += mine[np.argsort(-ex[mine], kind="stable")][:RUNNER_FINE].tolist()
+        if fine:
+            fine = np.array(fine)
+            fb, _ = refine_boxes(more64, photo[fine], boxes[fine], flip[fine], q[torch.as_tensor(rows[which[fine]])],
+                                 first_step=0.5, last_step=1 / 16, photo_aspect=aspect[fine])
+            rs = render(more64, photo[fine], fb, 32, flip[fine])
+            ex = renders_to_replay_parts(q[torch.as_tensor(rows[which[fine]])], rs)[0]
+            pr = renders_to_replay_parts(regions[torch.as_tensor(which[fine])], rs)[0]
+            entries += [(int(which[f]), flat[f][1].photo, float(e), float(p)) for f, e, p in zip(fine, ex, pr)]
+    out: dict[int, RunnerUp] = {}
+    for j, i in enumerate(rows):
+        mine = [(photo, e, p) for jj, photo, e, p in entries if jj == j]
+        duplicates = len({photo for photo, _, p in mine if p >= DUPLICATE_REGION})
+        distinct = [(e, p) for _, e, p in mine if p < DUPLICATE_REGION]
+        if not distinct:
+            out[int(i)] = RunnerUp(0.0, None, duplicates)
+        else:
+            e, p = max(distinct)
+            out[int(i)] = RunnerUp(e, p, duplicates)
     return out
 
 
@@ -396,12 +496,13 @@ def _exhaustive_second_sources(query_pixels, retry: dict[int, tuple[int, int, bo
 
 def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], primary_canvas, residual_canvas, train,
             thresholds, cv, width, height, photos=None, pixels=None, exact_extra=(),
-            notes: dict | None = None) -> Finding:
+            notes: dict | None = None, runner_up: RunnerUp | None = None) -> Finding:
     """The finding of one image. ``photos``: (its uint8 pixels, the training-photo loader), for
     a crop verified on point samples (``point_crop``), or None; ``pixels``: its uint8 pixels,
     for the exact decomposition (``exact_blend``) over the candidate photos and ``exact_extra``
     (more residual whole matches); ``notes["exact_main"]`` is set to the main source (photo,
-    variant, flip) where that decomposition ran and found no pair."""
+    variant, flip) where that decomposition ran and found no pair; ``runner_up``: the replay
+    ratio test's runner-up (``_runner_ups``), or None for the coarse pass's runner-up."""
     scores = {k: 0.0 for k in KINDS}
     evidence: dict[str, float] = {}
     copy_source = None
@@ -471,7 +572,12 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         e16, c8 = renders_to_replay_parts(qi[None], r[None])
         # distinctiveness: what the best photo leaves unexplained, relative to the runner-up photo
         runner = 0.0
-        if len(aligned) > 1:
+        if runner_up is not None:
+            runner = runner_up.explained16
+            if runner_up.pair16 is not None:
+                evidence["replay_runner_pair16"] = runner_up.pair16
+            evidence["replay_duplicates"] = float(runner_up.duplicates)
+        elif len(aligned) > 1:
             r2 = columns[region_columns[1]]
             runner = float(renders_to_replay_parts(qi[None], r2[None])[0][0])
             # how alike the two training regions are themselves (duplicated training content)

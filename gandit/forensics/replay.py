@@ -14,7 +14,10 @@ of two parts mapped onto [0, 1] between an honest and a certain level (``LEVELS`
 * ``unexplained_ratio``: the variance the best photo leaves unexplained at 16x16 divided by
   what the runner-up photo leaves (a ratio test, as in Lowe's feature matching). A replay
   reproduces one training image far better than any other; an honest look-alike (a smiley
-  among smileys) is about as close to several training images, ratio near 1;
+  among smileys) is about as close to several training images, ratio near 1. The runner-up is
+  the best of up to 8 other photos aligned to the image, passing over photos whose region
+  duplicates the best region (``analyze._runner_ups``): content the training set holds twice
+  is one content, and its replay is tested against the next other one;
 * ``detail16``: the share of the source's mid-frequency detail (16x16 minus its 4x4
   smoothing) that the image reproduces: two tiles of one sky share a gradient, not clouds;
 * ``psnr16``: PSNR at 16x16 after at most a colour drift (per-channel gain within ±15%,
@@ -31,8 +34,16 @@ other half is in training: a training region reproduces them at 16x16 as well as
 reproduces a degraded replay, and no other training photo does). These levels (ratio part
 0.15 → 0.05, PSNR part 32 → 36 dB) are the best of a grid that flags none of the 4,400 honest
 photos of both corpora; they halve the replay recall on the benchmark (~0.45). Out of sample
-on a third corpus: BENCHMARKS.md. A host's own ``gandit calibrate`` raises them further where
-its honest images need it.
+on a third corpus: BENCHMARKS.md.
+
+Many replays missed that way lost the ratio test to their own source's twin: the benchmark's
+training tiles overlap, so a replayed region is often held by two photos. Since the runner-up
+passes over such duplicates and is the best of 8 photos, not of 2, the PSNR part is 30–34 dB
+(it was 32–36) and the detail part 0.8–0.9 (0.6–0.7; a smooth lake whose twin was passed over
+came through at 0.725, no replay was below 0.85). Chosen on the three corpora (6,600 honest
+photos, none above 0.375), then run once on a fourth built for it: no honest photo above 0,
+replays 0.42 → 0.56 (BENCHMARKS.md, stop 15). A host's own ``gandit calibrate`` raises them
+further where its honest images need it.
 """
 
 from __future__ import annotations
@@ -46,7 +57,7 @@ from gandit.forensics.align import centred, correlation
 #: Below this mean squared detail (RMS ~2.5/255) a source has no mid-frequency structure to copy.
 DETAIL_MIN_ENERGY = 1e-4
 LEVELS = {"explained16": (0.80, 0.90), "correlation8": (0.85, 0.90), "unexplained_ratio": (0.15, 0.05),
-          "psnr16": (32.0, 36.0), "detail16": (0.60, 0.70)}
+          "psnr16": (30.0, 34.0), "detail16": (0.80, 0.90)}
 
 
 def pool(x: torch.Tensor, size: int) -> torch.Tensor:
