@@ -494,6 +494,70 @@ def test_replays_of_duplicated_training_photos_are_flagged_and_convict_the_submi
     assert honest_only["p_value"] > 0.5
 
 
+def test_a_look_alike_of_the_source_counts_against_a_replay_and_is_found_beyond_its_twin(world):
+    """The ratio test passes over duplicates of the best region only. Each replayed photo gets a
+    look-alike in training: the photo with a smooth change of its own layout (5% of its
+    variance), whose region reproduces the source's to about 0.92-0.97, less than
+    ``DUPLICATE_REGION``. The replays that the replay score flags without the look-alikes, and
+    that their source leaves at least 1% unexplained, are not flagged with them: the look-alike
+    stays in the ratio test as the runner-up, and explains them too nearly. (A crop score may
+    flag them either way: it does not ask for a ratio.) Nor are they where the training set also
+    holds a twin of each photo: the source and its twin fill the coarse pass's two places, and
+    the look-alike is found by the runner-up's own search."""
+    from gandit.forensics.analyze import DUPLICATE_REGION
+
+    _, photos, _, _, _ = world
+    rng = np.random.default_rng(5)
+    picked = [int(j) for j in rng.choice(len(photos), 8, replace=False)]
+
+    def look_alike(p):
+        h, w = p.shape[:2]
+        field = rng.normal(0, 1, (3, 3, 3))
+        field = np.stack([np.asarray(Image.fromarray(field[..., c].astype(np.float32)).resize((w, h), Image.BICUBIC))
+                          for c in range(3)], axis=-1)
+        x = p.astype(np.float64)
+        field *= np.sqrt(0.05 * x.var(axis=(0, 1)) / field.var(axis=(0, 1)))
+        return np.clip(np.round(x + field), 0, 255).astype(np.uint8)
+
+    queries = []
+    for j in picked:
+        x, y, w, h = random_crop(rng, photos[j])
+        img = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), Image.LANCZOS))
+        queries.append(degrade(rng, img))
+    alike = photos + [look_alike(photos[j]) for j in picked]
+
+    def twin(p):
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(p[1:, 1:])).save(buf, "JPEG", quality=90)
+        return np.asarray(Image.open(buf).convert("RGB"))
+
+    twins_too = alike + [twin(photos[j]) for j in picked]
+
+    def analyse(train_photos):
+        pixels = np.stack([np.stack([preprocess(p, "center-crop", (64, 64)), preprocess(p, "kaggle2019", (64, 64))])
+                           for p in train_photos])
+        train = TrainPixels(pixels, 1, np.array([p.shape[1] / p.shape[0] for p in train_photos]))
+        index = canvases_to_box_index(np.stack([image_to_thumbnail(c, 32) for c in pixels[:, 1]]))
+        qt = np.stack([image_to_thumbnail(q) for q in queries])
+        tt = np.stack([[image_to_thumbnail(v) for v in p] for p in pixels])
+        copies = detect_copies(thumbnails_to_descriptors(qt), qt, thumbnails_to_descriptors(tt[:, 0]), tt)
+        return analyze_images(np.stack(queries), copies, None, train, index, THRESHOLDS)
+
+    alone, with_alike, with_twins = analyse(photos), analyse(alike), analyse(twins_too)
+    shown = [(round(a.scores["replay"], 3), round(f.scores["replay"], 3),
+              {k: round(v, 3) for k, v in f.evidence.items() if "runner" in k or "dupl" in k or k == "replay_explained16"})
+             for a, f in zip(alone, with_alike)]
+    # replays that the replay score flags on their own and that their source leaves >= 1% unexplained
+    caught = [i for i, a in enumerate(alone) if a.scores["replay"] >= 0.5 and a.evidence["replay_explained16"] <= 0.99]
+    assert len(caught) >= 3, shown
+    for i in caught:
+        assert with_alike[i].scores["replay"] < 0.5, shown
+        assert with_alike[i].evidence["replay_runner_pair16"] < DUPLICATE_REGION, shown
+        assert with_alike[i].evidence["replay_runner_up16"] > alone[i].evidence["replay_runner_up16"], shown
+        assert with_twins[i].scores["replay"] < 0.5 and with_twins[i].evidence["replay_duplicates"] >= 1, \
+            [(f.scores["replay"], f.evidence.get("replay_duplicates")) for f in with_twins]
+
+
 def test_inverted_file_box_index_proposes_the_photos_the_exact_index_proposes(world):
     """Large training sets get an approximate (IVF) box index: it must propose the cropped
     photo wherever the exact index does (crops of every training photo, as is and mirrored)."""
