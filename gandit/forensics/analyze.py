@@ -378,7 +378,12 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
         return {}
     rows = np.array([rows[j] for j in keep])
     regions = regions[torch.as_tensor(keep)]
-    entries: list[tuple[int, int, float, float]] = []
+    entries: dict[int, list[tuple[int, float, float]]] = {j: [] for j in range(len(rows))}   # (photo, e16, pair)
+
+    def add(which, photos_, explained, pair) -> None:
+        for j, photo, e, p in zip(which, photos_, explained, pair):
+            entries[int(j)].append((int(photo), float(e), float(p)))
+
     # the coarse pass's own runner-up (as ``_decide`` renders it)
     own = [(j, c) for j, i in enumerate(rows) for c, _ in aligned[i][1:]]
     if own:
@@ -387,7 +392,7 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
                     np.array([c.flip for _, c in own]))
         ex = renders_to_replay_parts(q[torch.as_tensor(rows[which])], rs)[0]
         pr = renders_to_replay_parts(regions[torch.as_tensor(which)], rs)[0]
-        entries += [(int(j), c.photo, float(e), float(p)) for (j, c), e, p in zip(own, ex, pr)]
+        add(which, [c.photo for _, c in own], ex, pr)
     found = search_candidates(index, desc[rows], mdesc[rows], K_BOXES, [extra[i] for i in rows], RUNNER_PHOTOS + 1,
                               STARTS, threads)
     flat = [(j, c) for j, (i, cs) in enumerate(zip(rows, found)) for c in cs if c.photo != aligned[i][0][0].photo]
@@ -404,7 +409,7 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
         rs = render(more64, photo, boxes, 32, flip)
         ex = renders_to_replay_parts(q[torch.as_tensor(rows[which])], rs)[0]
         pr = renders_to_replay_parts(regions[torch.as_tensor(which)], rs)[0]
-        entries += [(int(j), c.photo, float(e), float(p)) for (j, c), e, p in zip(flat, ex, pr)]
+        add(which, [c.photo for _, c in flat], ex, pr)
         # the best distinct regions of each image at 32x32, as the coarse pass's candidates are
         fine = []
         for j in range(len(rows)):
@@ -417,10 +422,10 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
             rs = render(more64, photo[fine], fb, 32, flip[fine])
             ex = renders_to_replay_parts(q[torch.as_tensor(rows[which[fine]])], rs)[0]
             pr = renders_to_replay_parts(regions[torch.as_tensor(which[fine])], rs)[0]
-            entries += [(int(which[f]), flat[f][1].photo, float(e), float(p)) for f, e, p in zip(fine, ex, pr)]
+            add(which[fine], [flat[f][1].photo for f in fine], ex, pr)
     out: dict[int, RunnerUp] = {}
     for j, i in enumerate(rows):
-        mine = [(photo, e, p) for jj, photo, e, p in entries if jj == j]
+        mine = entries[j]
         duplicates = len({photo for photo, _, p in mine if p >= DUPLICATE_REGION})
         distinct = [(e, p) for _, e, p in mine if p < DUPLICATE_REGION]
         if not distinct:
