@@ -5,9 +5,9 @@ coarse agreement with one training region that marks its outputs is also what an
 of a self-similar scene gives (a tile of a sky whose other half is in training), so the
 per-image replay detector must leave many of them unflagged. Per submission they stand out by
 number: a *near-replay* (``forensics.replay.parts_to_coarse_score`` above 0, or any detector
-at its threshold) is rare among honest images (measured on four benchmark corpora: 1-29 of
-2,200 held-out photos, 0-1.3%) and common among a memorizer's outputs (63-75% of its
-samples, 89-95% of degraded replays; BENCHMARKS.md, stop 15).
+at its threshold) is rare among honest images (measured on five benchmark corpora: 5-32 of
+2,200 held-out photos, 0.2-1.5%) and common among a memorizer's outputs (69-85% of its
+samples, 90-97% of degraded replays; BENCHMARKS.md, stop 15).
 
 The test asks whether the submission has more near-replays than honest images have:
 
