@@ -356,14 +356,41 @@ def degrade(rng, image):
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
+def replay_of(rng, photo):
+    """A degraded replay of a random crop of ``photo``."""
+    x, y, w, h = random_crop(rng, photo)
+    return degrade(rng, np.asarray(Image.fromarray(photo).crop((x, y, x + w, y + h)).resize((64, 64), Image.LANCZOS)))
+
+
+def twin(p):
+    """A re-encoded copy of a photo, shifted by a pixel: a near-duplicate as real datasets hold."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(p[1:, 1:])).save(buf, "JPEG", quality=90)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def analyse_against(train_photos, *query_sets):
+    """The findings of each set of queries against a training set of ``train_photos`` (its
+    own box index; no point samples)."""
+    pixels = np.stack([np.stack([preprocess(p, "center-crop", (64, 64)), preprocess(p, "kaggle2019", (64, 64))])
+                       for p in train_photos])
+    train = TrainPixels(pixels, 1, np.array([p.shape[1] / p.shape[0] for p in train_photos]))
+    index = canvases_to_box_index(np.stack([image_to_thumbnail(c, 32) for c in pixels[:, 1]]))
+    tt = np.stack([[image_to_thumbnail(v) for v in p] for p in pixels])
+    out = []
+    for queries in query_sets:
+        qt = np.stack([image_to_thumbnail(q) for q in queries])
+        copies = detect_copies(thumbnails_to_descriptors(qt), qt, thumbnails_to_descriptors(tt[:, 0]), tt)
+        out.append(analyze_images(np.stack(queries), copies, None, train, index, THRESHOLDS))
+    return out
+
+
 def test_degraded_replays_are_flagged(world):
     rng, photos, _, train, _ = world
     queries, truth = [], []
     for i in range(12):
         j = int(rng.integers(len(photos)))
-        x, y, w, h = random_crop(rng, photos[j])
-        img = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), Image.LANCZOS))
-        queries.append(degrade(rng, img))
+        queries.append(replay_of(rng, photos[j]))
         truth.append(j)
     findings = run(world, queries)
     flagged = [f.score >= 0.5 and f.kind is not None and f.sources[0].photo == j for f, j in zip(findings, truth)]
@@ -438,35 +465,14 @@ def test_replays_of_duplicated_training_photos_are_flagged_and_convict_the_submi
     submission against the honest images, the replays convict it."""
     from gandit.nearreplay import counts_to_near_replay_test, is_near_replay
 
-    rng, photos, honest, train, _ = world
+    _, photos, honest, _, _ = world
     rng = np.random.default_rng(11)
-
-    def reencoded(p):
-        buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(p[1:, 1:])).save(buf, "JPEG", quality=90)
-        return np.asarray(Image.open(buf).convert("RGB"))
-
-    twins = [reencoded(p) for p in photos]
-    both = photos + twins
-    pixels = np.stack([np.stack([preprocess(p, "center-crop", (64, 64)), preprocess(p, "kaggle2019", (64, 64))])
-                       for p in both])
-    doubled = TrainPixels(pixels, 1, np.array([p.shape[1] / p.shape[0] for p in both]))
-    index = canvases_to_box_index(np.stack([image_to_thumbnail(c, 32) for c in pixels[:, 1]]))
     queries, truth = [], []
     for _ in range(16):
         j = int(rng.integers(len(photos)))
-        x, y, w, h = random_crop(rng, photos[j])
-        img = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), Image.LANCZOS))
-        queries.append(degrade(rng, img))
+        queries.append(replay_of(rng, photos[j]))
         truth.append(j)
-
-    def analyse(images):
-        qt = np.stack([image_to_thumbnail(q) for q in images])
-        tt = np.stack([[image_to_thumbnail(v) for v in p] for p in pixels])
-        copies = detect_copies(thumbnails_to_descriptors(qt), qt, thumbnails_to_descriptors(tt[:, 0]), tt)
-        return analyze_images(np.stack(images), copies, None, doubled, index, THRESHOLDS)
-
-    replays, held = analyse(queries), analyse(honest)
+    replays, held = analyse_against(photos + [twin(p) for p in photos], queries, honest)
     near = [is_near_replay(f.scores, f.evidence, THRESHOLDS) for f in replays]
     held_near = [is_near_replay(f.scores, f.evidence, THRESHOLDS) for f in held]
     flagged = [f.kind is not None and f.score >= 0.5 for f in replays]
@@ -519,33 +525,13 @@ def test_a_look_alike_of_the_source_counts_against_a_replay_and_is_found_beyond_
         field *= np.sqrt(0.05 * x.var(axis=(0, 1)) / field.var(axis=(0, 1)))
         return np.clip(np.round(x + field), 0, 255).astype(np.uint8)
 
-    queries = []
-    for j in picked:
-        x, y, w, h = random_crop(rng, photos[j])
-        img = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), Image.LANCZOS))
-        queries.append(degrade(rng, img))
+    queries = [replay_of(rng, photos[j]) for j in picked]
     alike = photos + [look_alike(photos[j]) for j in picked]
-
-    def twin(p):
-        buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(p[1:, 1:])).save(buf, "JPEG", quality=90)
-        return np.asarray(Image.open(buf).convert("RGB"))
-
-    twins_too = alike + [twin(photos[j]) for j in picked]
-
-    def analyse(train_photos):
-        pixels = np.stack([np.stack([preprocess(p, "center-crop", (64, 64)), preprocess(p, "kaggle2019", (64, 64))])
-                           for p in train_photos])
-        train = TrainPixels(pixels, 1, np.array([p.shape[1] / p.shape[0] for p in train_photos]))
-        index = canvases_to_box_index(np.stack([image_to_thumbnail(c, 32) for c in pixels[:, 1]]))
-        qt = np.stack([image_to_thumbnail(q) for q in queries])
-        tt = np.stack([[image_to_thumbnail(v) for v in p] for p in pixels])
-        copies = detect_copies(thumbnails_to_descriptors(qt), qt, thumbnails_to_descriptors(tt[:, 0]), tt)
-        return analyze_images(np.stack(queries), copies, None, train, index, THRESHOLDS)
-
-    alone, with_alike, with_twins = analyse(photos), analyse(alike), analyse(twins_too)
+    (alone,), (with_alike,), (with_twins,) = (analyse_against(t, queries) for t in
+                                              (photos, alike, alike + [twin(photos[j]) for j in picked]))
     shown = [(round(a.scores["replay"], 3), round(f.scores["replay"], 3),
-              {k: round(v, 3) for k, v in f.evidence.items() if "runner" in k or "dupl" in k or k == "replay_explained16"})
+              {k: round(v, 3) for k, v in f.evidence.items()
+               if "runner" in k or "dupl" in k or k == "replay_explained16"})
              for a, f in zip(alone, with_alike)]
     # replays that the replay score flags on their own and that their source leaves >= 1% unexplained
     caught = [i for i, a in enumerate(alone) if a.scores["replay"] >= 0.5 and a.evidence["replay_explained16"] <= 0.99]

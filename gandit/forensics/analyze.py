@@ -59,6 +59,10 @@ PHOTOS = 3
 STARTS = 2
 #: Aligned candidates kept after the coarse pass, per image.
 FINE = 2
+#: Pattern-search steps (first, last) of the coarse pass (16x16 on the half canvas, half-canvas
+#: pixels) and of the fine pass (32x32 on the canvas, canvas pixels).
+COARSE_STEPS = (2.0, 0.25)
+FINE_STEPS = (0.5, 1 / 16)
 #: The replay score's ratio test compares the best region with the best *distinct* region of up
 #: to this many other photos (``_runner_ups``), for images whose best region could make a replay
 #: (explained variance at 16x16 beyond the replay score's honest anchor).
@@ -174,7 +178,7 @@ def _align(canvas64: torch.Tensor, canvas32: torch.Tensor, local: dict[int, int]
     boxes = np.array([c.box for _, c in rows]) * (canvas32.shape[-1] / index_width)
     aspect = train.aspect(np.array([c.photo for _, c in rows]))
     coarse, corr = refine_boxes(canvas32, photo, boxes, flip, q16[torch.as_tensor(qidx)],
-                                first_step=2.0, last_step=0.25, photo_aspect=aspect)
+                                first_step=COARSE_STEPS[0], last_step=COARSE_STEPS[1], photo_aspect=aspect)
     chosen = []
     for qi in range(len(cands)):   # the best start of each photo, the ``keep`` best photos
         mine = np.flatnonzero(qidx == qi)
@@ -185,8 +189,8 @@ def _align(canvas64: torch.Tensor, canvas32: torch.Tensor, local: dict[int, int]
                 chosen.append(r)
     chosen = np.array(chosen, dtype=np.int64)
     fine, corr = refine_boxes(canvas64, photo[chosen], coarse[chosen] * 2.0, flip[chosen],
-                              q32[torch.as_tensor(qidx[chosen])], first_step=0.5, last_step=1 / 16,
-                              photo_aspect=aspect[chosen])
+                              q32[torch.as_tensor(qidx[chosen])], first_step=FINE_STEPS[0],
+                              last_step=FINE_STEPS[1], photo_aspect=aspect[chosen])
     for j, r in enumerate(chosen):
         c = rows[r][1]
         out[qidx[r]].append((Candidate(c.photo, fine[j], bool(flip[r]), c.distance), float(corr[j])))
@@ -380,36 +384,37 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     regions = regions[torch.as_tensor(keep)]
     entries: dict[int, list[tuple[int, float, float]]] = {j: [] for j in range(len(rows))}   # (photo, e16, pair)
 
-    def add(which, photos_, explained, pair) -> None:
+    def add(which: np.ndarray, photos_: list[int], canvas, at: np.ndarray, boxes: np.ndarray,
+            flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Regions of image ``rows[which]`` in ``photos_`` (canvas indices ``at``): how well each
+        reproduces its image and how well its image's best region reproduces it."""
+        rs = render(canvas, at, boxes, 32, flip)
+        explained = renders_to_replay_parts(q[torch.as_tensor(rows[which])], rs)[0]
+        pair = renders_to_replay_parts(regions[torch.as_tensor(which)], rs)[0]
         for j, photo, e, p in zip(which, photos_, explained, pair):
             entries[int(j)].append((int(photo), float(e), float(p)))
+        return explained, pair
 
     # the coarse pass's own runner-up (as ``_decide`` renders it)
     own = [(j, c) for j, i in enumerate(rows) for c, _ in aligned[i][1:]]
     if own:
-        which = np.array([j for j, _ in own])
-        rs = render(c64, np.array([local[c.photo] for _, c in own]), np.stack([c.box for _, c in own]), 32,
-                    np.array([c.flip for _, c in own]))
-        ex = renders_to_replay_parts(q[torch.as_tensor(rows[which])], rs)[0]
-        pr = renders_to_replay_parts(regions[torch.as_tensor(which)], rs)[0]
-        add(which, [c.photo for _, c in own], ex, pr)
+        add(np.array([j for j, _ in own]), [c.photo for _, c in own], c64, np.array([local[c.photo] for _, c in own]),
+            np.stack([c.box for _, c in own]), np.array([c.flip for _, c in own]))
     found = search_candidates(index, desc[rows], mdesc[rows], K_BOXES, [extra[i] for i in rows], RUNNER_PHOTOS + 1,
                               STARTS, threads)
     flat = [(j, c) for j, (i, cs) in enumerate(zip(rows, found)) for c in cs if c.photo != aligned[i][0][0].photo]
     if flat:
         more64, more32, more_local = canvases({c.photo for _, c in flat})
         which = np.array([j for j, _ in flat])
-        photo = np.array([more_local[c.photo] for _, c in flat])
+        ids = [c.photo for _, c in flat]
+        at = np.array([more_local[p] for p in ids])
         flip = np.array([c.flip for _, c in flat])
-        aspect = train.aspect(np.array([c.photo for _, c in flat]))
-        boxes, _ = refine_boxes(more32, photo, np.stack([c.box for _, c in flat]) * (more32.shape[-1] / iw), flip,
-                                q16[torch.as_tensor(rows[which])], first_step=2.0, last_step=0.25,
-                                photo_aspect=aspect)
+        aspect = train.aspect(np.array(ids))
+        boxes, _ = refine_boxes(more32, at, np.stack([c.box for _, c in flat]) * (more32.shape[-1] / iw), flip,
+                                q16[torch.as_tensor(rows[which])], first_step=COARSE_STEPS[0],
+                                last_step=COARSE_STEPS[1], photo_aspect=aspect)
         boxes = boxes * 2.0
-        rs = render(more64, photo, boxes, 32, flip)
-        ex = renders_to_replay_parts(q[torch.as_tensor(rows[which])], rs)[0]
-        pr = renders_to_replay_parts(regions[torch.as_tensor(which)], rs)[0]
-        add(which, [c.photo for _, c in flat], ex, pr)
+        ex, pr = add(which, ids, more64, at, boxes, flip)
         # the best distinct regions of each image at 32x32, as the coarse pass's candidates are
         fine = []
         for j in range(len(rows)):
@@ -417,12 +422,9 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
             fine += mine[np.argsort(-ex[mine], kind="stable")][:RUNNER_FINE].tolist()
         if fine:
             fine = np.array(fine)
-            fb, _ = refine_boxes(more64, photo[fine], boxes[fine], flip[fine], q[torch.as_tensor(rows[which[fine]])],
-                                 first_step=0.5, last_step=1 / 16, photo_aspect=aspect[fine])
-            rs = render(more64, photo[fine], fb, 32, flip[fine])
-            ex = renders_to_replay_parts(q[torch.as_tensor(rows[which[fine]])], rs)[0]
-            pr = renders_to_replay_parts(regions[torch.as_tensor(which[fine])], rs)[0]
-            add(which[fine], [flat[f][1].photo for f in fine], ex, pr)
+            fb, _ = refine_boxes(more64, at[fine], boxes[fine], flip[fine], q[torch.as_tensor(rows[which[fine]])],
+                                 first_step=FINE_STEPS[0], last_step=FINE_STEPS[1], photo_aspect=aspect[fine])
+            add(which[fine], [ids[f] for f in fine], more64, at[fine], fb, flip[fine])
     out: dict[int, RunnerUp] = {}
     for j, i in enumerate(rows):
         mine = entries[j]
