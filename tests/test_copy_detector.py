@@ -14,7 +14,9 @@ from gandit.calibration import DEFAULT_THRESHOLDS
 from gandit.dataset import preprocess
 from gandit.features.embed import preprocessing_variants
 from gandit.features.pixels import image_to_thumbnail, thumbnails_to_descriptors
-from gandit.forensics.copy import detect_copies, point_sampled_copies, thumbnails_to_copy_score
+from gandit.forensics.analyze import CROP_LEVELS
+from gandit.forensics.copy import (detect_copies, flat_references, images_to_agreement_score, point_sampled_copies,
+                                  thumbnails_to_copy_score)
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina")
 FILTERS = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS,
@@ -76,10 +78,16 @@ def test_copies_through_any_filter_flip_and_jpeg_are_found_with_their_source(til
     wrong = [(c, m.train) for c, m in zip(cases, matches) if m is not None and m.train != c[0]]
     flips = [(c, m.flip) for c, m in zip(cases, matches) if m is not None and m.flip != c[3]]
     assert len(cases) == 270
-    # NEAREST-decimated star fields and rocket tiles are the only hard cases (2 until the explained
-    # variance took the variance per channel, which a flat sky's colour no longer inflates)
-    assert len(missed) <= 3, missed
-    assert all(c[2] == "NEAREST" for c in missed)
+    # NEAREST-decimated star fields and rocket tiles are the only hard cases among detailed tiles
+    # (2 until the explained variance took the variance per channel, which a flat sky's colour no
+    # longer inflates). The rocket's sky tile is flat (no detail at 32x32): its copies count only
+    # where they reproduce it to its rounding; JPEG at 75-90 leaves them at 43 dB, below what an
+    # honest look-alike gradient reaches (48 dB on a benchmark corpus), so they are not flagged.
+    flat = {i for i in range(len(tiles)) if flat_references(train[i].astype(np.float64) / 255).any()}
+    assert flat == {28}
+    detailed = [c for c in missed if c[0] not in flat]
+    assert len(detailed) <= 3 and all(c[2] == "NEAREST" for c in detailed), missed
+    assert all(c[4] is not None for c in missed if c[0] in flat), missed   # unencoded ones are found
     assert not wrong and not flips
 
 
@@ -152,6 +160,26 @@ def test_flat_images_are_no_evidence():
     other = np.clip(np.array([72, 121, 203]) + gradient + rng.normal(0, 0.8, (2, 32, 32, 3)), 0, 255).round()
     score, psnr, _ = thumbnails_to_copy_score(sky.astype(np.uint8)[:1], other.astype(np.uint8)[None, :1])
     assert psnr.max() > 38 and score.max() == 0.0
+
+
+def test_a_flat_reference_counts_only_where_reproduced_to_its_rounding():
+    """A smooth gradient (no detail at 32x32 beyond its 8x8 smoothing) matched by a gradient
+    tilted by ±2 levels (47 dB, 0.93 explained) is where an image's colours came from, not a
+    copy: score 0, where a detailed reference matched as closely scores 1. Matched to its
+    rounding (0.3 of a level of noise, 58 dB at 32x32), it counts; a uniform one never does."""
+    rng = np.random.default_rng(1)
+    ramp = np.linspace(0, 1, 32)[:, None, None]
+    gradient = (np.array([40.0, 90.0, 160.0]) + np.array([10.0, 15.0, 20.0]) * ramp) * np.ones((32, 32, 3))
+    photo = image_to_thumbnail(preprocess(skimage.data.astronaut(), "center-crop", (64, 64))).astype(np.float64)
+    assert flat_references(gradient / 255) and not flat_references(photo / 255)
+    tilt = np.linspace(-2, 2, 32)[None, :, None]
+    for reference, flat in ((gradient, True), (photo, False)):
+        for query, expected in ((reference + tilt, 0.0 if flat else 1.0),
+                                (reference + rng.normal(0, 0.3, reference.shape), 1.0)):
+            score, psnr, explained = images_to_agreement_score(query / 255, reference / 255, CROP_LEVELS)
+            assert 46 < psnr and explained > 0.9 and score == pytest.approx(expected), (flat, psnr, explained)
+    uniform = np.full((32, 32, 3), 120.0)
+    assert images_to_agreement_score(uniform / 255, uniform / 255, CROP_LEVELS)[0] == 0.0
 
 
 def test_point_renders_are_pil_nearest_and_bilinear_samples_at_the_phases():

@@ -16,6 +16,11 @@ of both preprocessing variants, for the image and its mirror); each candidate is
   0.60 and 0.74 as copies; BENCHMARKS.md. Forgiving colour offsets in the MSE as well lifted an
   honest storm-band tile to a crop score of 0.53 on a benchmark corpus.)
 
+A reference with structure but no detail (a smooth gradient: a hazy sky, a blurred
+background; ``flat_references``) shows where an image's colours came from, not that it was
+copied: against it only a reproduction to about the uint8 rounding counts (``FLAT_PSNR``, for
+copies, crops and blends alike).
+
 ``score`` = ``min(psnr_part, explained_part)``, each mapped linearly onto [0, 1] between
 an "honest" and a "certain copy" level (``LEVELS``), the better of the two levels. Measured
 on scikit-image photo tiles and Noto emoji (BENCHMARKS.md, with the first definition of
@@ -39,11 +44,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from PIL import Image
 
 from gandit.dataset import mode_box
 from gandit.features.pixels import mirror, thumbnails_to_descriptors
+from gandit.forensics.replay import DETAIL_MIN_ENERGY, detail_of
 from gandit.search import knn_cosine, knn_l2
 
 #: Per comparison level (thumbnail side): (PSNR honest, PSNR copy, explained honest, explained copy).
@@ -94,12 +101,47 @@ def thumbnails_to_agreement(query: np.ndarray, reference: np.ndarray) -> tuple[n
     return psnr, explained
 
 
+#: PSNR (honest, certain) anchors, per comparison level, for a *flat* reference: one whose 32x32
+#: means, less their 8x8 smoothing, carry no detail (mean square below the replay score's
+#: ``DETAIL_MIN_ENERGY``, RMS 2.5/255): a smooth gradient, a hazy sky, a blurred background.
+#: Agreeing with such a reference shows where an image's colours and gradient come from, not
+#: that it was copied: on a benchmark corpus an honest tile of a gradient sky agreed with a
+#: region of another tile of the same sky at 48.2 dB and 0.970 explained at 32x32 (49.4 dB at
+#: 16x16; crop score 0.59, a false flag). Against a flat reference only a reproduction to about
+#: the uint8 rounding counts, and the PSNR alone decides: 50 dB at 32x32 is an RMS error of 0.8
+#: of a level over the whole image. (The explained variance of a gradient a few levels deep is
+#: noisy: a crop of one reproduced at 52.0 dB explains only 0.953 of it; a reference below
+#: ``thumbnails_to_agreement``'s variance floor still carries nothing.) At 16x16 the anchors are
+#: 4 dB higher, not 6 as for copies: averaging lowers rounding noise, not the smooth residual of
+#: a look-alike gradient (that honest tile gained 1.2 dB from 32x32 to 16x16, that crop 3.7 dB).
+#: Flat copies and crops of five benchmark corpora agree with their reference at 52.0-100 dB;
+#: three at 47.8-49.7 dB (a crop, a 0.99/0.01 blend flagged as a copy, ...) can no longer be
+#: told from that honest tile (BENCHMARKS.md, stop 16). Anchors only rise: where a level's own
+#: PSNR anchors are higher, they count.
+FLAT_PSNR = {32: (50.0, 54.0), 16: (54.0, 58.0)}
+
+
+def flat_references(reference: np.ndarray) -> np.ndarray:
+    """Whether float (..., T, T, 3) images (T ≥ 32, a power-of-two multiple) are flat: no
+    mid-frequency detail at 32x32 (``FLAT_PSNR``). Returns a bool array of the leading shape."""
+    r = to_side(reference, 32)
+    lead = r.shape[:-3]
+    x = torch.from_numpy(np.ascontiguousarray(r, dtype=np.float64).reshape(-1, 32, 32, 3)).permute(0, 3, 1, 2)
+    energy = (detail_of(x, 32, 8) ** 2).mean(dim=(-3, -2, -1)).numpy()
+    return (energy < DETAIL_MIN_ENERGY).reshape(lead)
+
+
 def agreement_to_score(psnr: np.ndarray, explained: np.ndarray, level: int = 32,
-                       levels: dict | None = None) -> np.ndarray:
+                       levels: dict | None = None, flat: np.ndarray | bool = False) -> np.ndarray:
+    """Agreement score in [0, 1] of a comparison at ``level`` (``LEVELS`` unless ``levels``);
+    where ``flat``, the PSNR part alone on ``FLAT_PSNR`` (or the level's own anchors where
+    higher), and 0 where the reference has no variance to explain."""
     p0, p1, e0, e1 = (levels or LEVELS)[level]
     a = np.clip((psnr - p0) / (p1 - p0), 0.0, 1.0)
     b = np.clip((explained - e0) / (e1 - e0), 0.0, 1.0)
-    return np.minimum(a, b)
+    f0, f1 = max(p0, FLAT_PSNR[level][0]), max(p1, FLAT_PSNR[level][1])
+    a_flat = np.clip((psnr - f0) / (f1 - f0), 0.0, 1.0) * (explained > 0)
+    return np.where(flat, a_flat, np.minimum(a, b))
 
 
 def thumbnails_to_copy_score(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,14 +152,16 @@ def thumbnails_to_copy_score(query: np.ndarray, reference: np.ndarray) -> tuple[
 def images_to_agreement_score(q: np.ndarray, r: np.ndarray, levels: dict | None = None
                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Agreement score of float (..., T, T, 3) images in [0, 1], best over the comparison levels
-    (``LEVELS`` unless given), with the PSNR and explained variance at that level."""
+    (``LEVELS`` unless given; stricter where the reference ``r`` is flat, ``FLAT_PSNR``), with
+    the PSNR and explained variance at that level."""
     levels = levels or LEVELS
+    flat = flat_references(r)
     best = None
     for level in sorted(levels, reverse=True):
         while q.shape[-2] > level:
             q, r = halve(q), halve(r)
         psnr, explained = thumbnails_to_agreement(q, r)
-        score = agreement_to_score(psnr, explained, level, levels)
+        score = agreement_to_score(psnr, explained, level, levels, flat)
         if best is None:
             best = (score, psnr, explained)
         else:

@@ -67,16 +67,20 @@ def pool(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.nn.functional.adaptive_avg_pool2d(x, size) if x.shape[-1] != size else x
 
 
+def detail_of(x: torch.Tensor, size: int = 16, smooth: int = 4) -> torch.Tensor:
+    """Mid-frequency detail of float (N, 3, H, W) renders: their ``size`` x ``size`` area means
+    less the bilinear upsampling of their ``smooth`` x ``smooth`` area means."""
+    xs = pool(x, size)
+    return xs - torch.nn.functional.interpolate(pool(x, smooth), size=size, mode="bilinear", align_corners=False)
+
+
 def renders_to_detail16(query: torch.Tensor, source: torch.Tensor, size: int = 16,
                         smooth: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Agreement of the mid-frequency detail (``size`` x ``size`` minus its ``smooth`` x
     ``smooth`` smoothing): explained share of the source's detail, and the source's detail
     energy (RMS). Smooth skies and gradients have no detail, so agreeing with them is no
     evidence."""
-    def detail(x):
-        xs = pool(x, size)
-        return xs - torch.nn.functional.interpolate(pool(x, smooth), size=size, mode="bilinear", align_corners=False)
-    dq, ds = detail(query), detail(source)
+    dq, ds = detail_of(query, size, smooth), detail_of(source, size, smooth)
     energy = (ds ** 2).mean(dim=(-3, -2, -1))
     explained = 1.0 - ((dq - ds) ** 2).mean(dim=(-3, -2, -1)) / energy.clamp_min(1e-8)
     explained = torch.where(energy < DETAIL_MIN_ENERGY, torch.zeros_like(explained), explained)
