@@ -8,7 +8,8 @@ aspect ratios between 3:4 and 4:3, plus some 16:9), much like a dog-photo traini
 * ``honest/`` -- images from the same distribution whose content never comes from a training
   image, used to measure false accusations. At least half of them come from source pictures
   that no training image uses; the rest are tiles of wallpapers that training also uses, but
-  from the other half of the picture (no spatial overlap: hard look-alikes).
+  from the other half of the picture (no spatial overlap: hard look-alikes). A picture whose
+  halves are mirror images of each other is never shared (``MAX_MIRROR_EXPLAINED``).
 
 ``manifest.json`` lists every image with its split, source package, source file, the box
 ``[x, y, w, h]`` it was cut from (in source pixels) and how it was made, so that overlap can be
@@ -88,6 +89,11 @@ MAX_TILE_IOU = 0.5  # tiles of one picture within one split overlap at most this
 MIN_TILE_STD, MIN_TILE_GRAD = 12.0, 3.0  # flat tiles: grayscale std / mean |gradient| at 96 px
 THUMB_DIST = 0.12  # 16x16 thumbnail distance below which two pictures count as the same
 HONEST_SHARED_MAX = 0.45  # at most this share of honest images from pictures training uses
+# A picture whose halves are mirror images (explained variance of one half by the other,
+# mirrored, at 128 px, grayscale) is never shared: a tile of one half is a mirrored crop of the
+# other. Measured on the allowlisted wallpapers: ColdRipple (a pier in fog shot along its axis)
+# 0.980; the next, DarkestHour (a gradient sky over a horizon), 0.904.
+MAX_MIRROR_EXPLAINED = 0.95
 
 # --- source allowlists (photographs only) ----------------------------------------------------
 
@@ -354,6 +360,20 @@ def _detail(gray: Image.Image, box, scale: float) -> tuple[float, float]:
                                  + np.abs(np.diff(g, axis=1)).mean())
 
 
+def mirror_explained(im: Image.Image) -> float:
+    """How well one half of a picture, cut across its long side, explains the other half
+    mirrored: 1 - MSE / variance of grayscale 128-px thumbnails of the halves."""
+    w, h = im.size
+    side = (128, max(1, round(128 * h / w))) if w >= h else (max(1, round(128 * w / h)), 128)
+    g = np.asarray(im.convert("L").resize(side, Image.BILINEAR), dtype=np.float64)
+    if w < h:
+        g = g.T
+    half = g.shape[1] // 2
+    a, b = g[:, :half], g[:, g.shape[1] - half:][:, ::-1]
+    a, b = a - a.mean(), b - b.mean()
+    return float(1.0 - ((a - b) ** 2).mean() / max(a.var(), 1e-9))
+
+
 def plan_tiles(rng, region, n, gray: Image.Image, scale: float) -> list[tuple]:
     """N tiles (box, out_size) inside REGION (x, y, w, h) of a wallpaper.
 
@@ -400,6 +420,9 @@ def assign_and_plan(pics: list[Picture], n_train: int, n_honest: int, rng) -> li
     k = len(walls) // 3
     role = {g: "train" for g in walls[:k]} | {g: "honest" for g in walls[k:2 * k]} | {
         g: "shared" for g in walls[2 * k:]}
+    for p in pics:   # a mirror-symmetric picture's halves are one content: training keeps it whole
+        if p.kind == "wallpaper" and role[p.group] == "shared" and mirror_explained(p.load()) > MAX_MIRROR_EXPLAINED:
+            role[p.group] = "train"
     # whole photos / cut-outs: 40% of groups to train, the rest honest
     k = int(round(0.4 * len(others)))
     role |= {g: "train" for g in others[:k]} | {g: "honest" for g in others[k:]}
