@@ -446,6 +446,7 @@ def test_a_smooth_sky_is_no_evidence_unless_reproduced_to_its_rounding():
         [(f.kind, round(f.score, 3), f.evidence.get("crop_psnr")) for f in found_honest]
     named = [f.kind in ("crop", "copy") and f.score >= 0.5 and f.sources[0].photo == 0 for f in found_crops]
     assert sum(named) >= 14, [(f.kind, round(f.score, 3)) for f in found_crops]
+    assert all(f.evidence["crop_flat"] == 1.0 for f in found_crops if f.kind == "crop")
 
 
 def test_analysis_is_deterministic_with_any_number_of_workers(world):

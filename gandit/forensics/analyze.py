@@ -42,10 +42,10 @@ from gandit.forensics.align import (BoxIndex, Candidate, correlation, images_to_
 from gandit.forensics.blend import (exact_pair_to_blend, main_column, second_source_candidates,
                                     second_source_possible, sources_to_blend)
 from gandit.forensics import KINDS
-from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, images_to_agreement_score,
+from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, flat_references, images_to_agreement_score,
                                    images_to_psnr32, point_renders_to_copy_score, region_to_point_renders,
                                    thumbnails_to_agreement, to_side)
-from gandit.forensics.replay import (DETAIL_MIN_ENERGY, LEVELS as REPLAY_LEVELS, parts_to_coarse_score,
+from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, parts_to_coarse_score,
                                      parts_to_replay_score, pool, renders_to_detail16, renders_to_psnr16,
                                      renders_to_psnr16_drift, renders_to_replay_parts)
 from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_whole
@@ -567,10 +567,10 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         point_sampled = point is not None and point[0] > s
         if point_sampled:   # a NEAREST crop: its point samples agree better
             s, psnr, explained = point
-        detail32, rms32 = renders_to_detail16(qi[None], r[None], 32, 8)
+        detail32, _ = renders_to_detail16(qi[None], r[None], 32, 8)
         evidence.update(aligned_correlation=corr, crop_psnr=psnr, crop_explained=explained,
                         crop_detail32=float(detail32[0]), crop_point_sampled=float(point_sampled),
-                        crop_flat=float(rms32[0] ** 2 < DETAIL_MIN_ENERGY))
+                        crop_flat=float(flat_references(r.permute(1, 2, 0).numpy().astype(np.float64))))
         if not is_whole(c.box, width, height):
             scores["crop"] = s
             crop_source = Source(c.photo, cv, tuple(float(v) for v in c.box), c.flip)
