@@ -42,9 +42,9 @@ from gandit.forensics.align import (BoxIndex, Candidate, correlation, images_to_
 from gandit.forensics.blend import (exact_pair_to_blend, main_column, second_source_candidates,
                                     second_source_possible, sources_to_blend)
 from gandit.forensics import KINDS
-from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, flat_references, images_to_agreement_score,
-                                   images_to_psnr32, point_renders_to_copy_score, region_to_point_renders,
-                                   thumbnails_to_agreement, to_side)
+from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, flat_references,
+                                   images_to_agreement_score, images_to_psnr32, point_renders_to_copy_score,
+                                   region_to_point_renders, thumbnails_to_agreement, to_side)
 from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, parts_to_coarse_score,
                                      parts_to_replay_score, pool, renders_to_detail16, renders_to_psnr16,
                                      renders_to_psnr16_drift, renders_to_replay_parts)
@@ -149,11 +149,12 @@ FAINT_BLEND_LEVELS = {32: (40.0, 50.0, 0.99, 0.9999), 16: (46.0, 56.0, 0.99, 0.9
 POINT_CROP_JITTER = 1
 
 
-def _agreement_score(query: torch.Tensor, reference: torch.Tensor,
-                     levels: dict | None = None) -> tuple[float, float, float]:
+def _agreement_score(query: torch.Tensor, reference: torch.Tensor, levels: dict | None = None,
+                     flat: bool | None = None) -> tuple[float, float, float]:
     """Copy-style score of (3, 32, 32) float renders (``copy.images_to_agreement_score``)."""
     score, psnr, explained = images_to_agreement_score(query.permute(1, 2, 0).numpy().astype(np.float64),
-                                                       reference.permute(1, 2, 0).numpy().astype(np.float64), levels)
+                                                       reference.permute(1, 2, 0).numpy().astype(np.float64), levels,
+                                                       flat)
     return float(score), float(psnr), float(explained)
 
 
@@ -402,15 +403,15 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
             np.stack([c.box for _, c in own]), np.array([c.flip for _, c in own]))
     found = search_candidates(index, desc[rows], mdesc[rows], K_BOXES, [extra[i] for i in rows], RUNNER_PHOTOS + 1,
                               STARTS, threads)
-    flat = [(j, c) for j, (i, cs) in enumerate(zip(rows, found)) for c in cs if c.photo != aligned[i][0][0].photo]
-    if flat:
-        more64, more32, more_local = canvases({c.photo for _, c in flat})
-        which = np.array([j for j, _ in flat])
-        ids = [c.photo for _, c in flat]
+    more = [(j, c) for j, (i, cs) in enumerate(zip(rows, found)) for c in cs if c.photo != aligned[i][0][0].photo]
+    if more:
+        more64, more32, more_local = canvases({c.photo for _, c in more})
+        which = np.array([j for j, _ in more])
+        ids = [c.photo for _, c in more]
         at = np.array([more_local[p] for p in ids])
-        flip = np.array([c.flip for _, c in flat])
+        flip = np.array([c.flip for _, c in more])
         aspect = train.aspect(np.array(ids))
-        boxes, _ = refine_boxes(more32, at, np.stack([c.box for _, c in flat]) * (more32.shape[-1] / iw), flip,
+        boxes, _ = refine_boxes(more32, at, np.stack([c.box for _, c in more]) * (more32.shape[-1] / iw), flip,
                                 q16[torch.as_tensor(rows[which])], first_step=COARSE_STEPS[0],
                                 last_step=COARSE_STEPS[1], photo_aspect=aspect)
         boxes = boxes * 2.0
@@ -560,7 +561,8 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
     if aligned:
         c, corr = aligned[0]
         r = columns[region_columns[0]]
-        s, psnr, explained = _agreement_score(qi, r, None if is_whole(c.box, width, height) else CROP_LEVELS)
+        flat = bool(flat_references(r.permute(1, 2, 0).numpy().astype(np.float64)))
+        s, psnr, explained = _agreement_score(qi, r, None if is_whole(c.box, width, height) else CROP_LEVELS, flat)
         point = None
         if photos is not None and s < 1.0 and not is_whole(c.box, width, height):
             point = point_crop(photos[0], qi, r, c, photos[1], width, height)
@@ -570,7 +572,7 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         detail32, _ = renders_to_detail16(qi[None], r[None], 32, 8)
         evidence.update(aligned_correlation=corr, crop_psnr=psnr, crop_explained=explained,
                         crop_detail32=float(detail32[0]), crop_point_sampled=float(point_sampled),
-                        crop_flat=float(flat_references(r.permute(1, 2, 0).numpy().astype(np.float64))))
+                        crop_flat=float(flat))
         if not is_whole(c.box, width, height):
             scores["crop"] = s
             crop_source = Source(c.photo, cv, tuple(float(v) for v in c.box), c.flip)

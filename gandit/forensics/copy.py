@@ -152,13 +152,14 @@ def thumbnails_to_copy_score(query: np.ndarray, reference: np.ndarray) -> tuple[
     return images_to_agreement_score(query.astype(np.float32) / 255.0, reference.astype(np.float32) / 255.0)
 
 
-def images_to_agreement_score(q: np.ndarray, r: np.ndarray, levels: dict | None = None
-                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def images_to_agreement_score(q: np.ndarray, r: np.ndarray, levels: dict | None = None,
+                              flat: np.ndarray | bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Agreement score of float (..., T, T, 3) images in [0, 1], best over the comparison levels
     (``LEVELS`` unless given; stricter where the reference ``r`` is flat, ``FLAT_PSNR``), with
-    the PSNR and explained variance at that level."""
+    the PSNR and explained variance at that level. ``flat``: ``flat_references(r)``, where the
+    caller has it already."""
     levels = levels or LEVELS
-    flat = flat_references(r)
+    flat = flat_references(r) if flat is None else flat
     best = None
     for level in sorted(levels, reverse=True):
         while q.shape[-2] > level:
