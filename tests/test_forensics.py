@@ -449,6 +449,61 @@ def test_a_smooth_sky_is_no_evidence_unless_reproduced_to_its_rounding():
     assert all(f.evidence["crop_flat"] == 1.0 for f in found_crops if f.kind == "crop")
 
 
+def band_sky(rng, source, down):
+    """A sky from a real photo whose bands run across the picture: ``source``'s colours blurred
+    by ``down`` pixels down the picture and 300 across, with a little sensor noise."""
+    src = source.astype(np.float64)
+    sky = np.stack([gaussian_filter(src[..., c], (down, 300), mode="reflect") for c in range(3)], axis=-1)
+    return np.clip(np.round(sky + rng.normal(0, 0.6, sky.shape)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("source,down", [("coffee", 15), ("coffee", 20), ("coffee", 30), ("astronaut", 20)])
+def test_a_sky_whose_bands_run_across_is_no_place_of_origin(source, down):
+    """Training holds the left half of a sky whose bands run across the picture; honest images
+    are JPEG tiles of its right half. The left half reproduces them at 16x16 as a degraded
+    replay would (0.88-0.99 explained), and no other photo does: before the best region's own
+    photo was searched elsewhere, 3-5 of 16 came out replays (up to 1.0). Shifted along its
+    bands, the same photo reproduces them as well, so the ratio test finds no place of origin.
+    Replays of textured photos are unaffected (``test_degraded_replays_are_flagged``)."""
+    rng = np.random.default_rng(3)
+    sky = band_sky(rng, getattr(sd, source)(), down)
+    w = sky.shape[1]
+    left, right = sky[:, :w // 2 - 10], sky[:, w // 2 + 10:]
+    others = tiles([sd.astronaut(), sd.chelsea(), sd.rocket()], 3, rng)
+    honest = []
+    for _ in range(16):
+        tile = Image.fromarray(np.ascontiguousarray(random_tile(rng, right, 1 / 3))).resize((64, 64), Image.LANCZOS)
+        buf = io.BytesIO()
+        tile.save(buf, "JPEG", quality=90)
+        honest.append(np.asarray(Image.open(buf).convert("RGB")))
+    found, = analyse_against([left] + others, honest)
+    assert not any(f.kind is not None and f.score >= 0.5 for f in found), \
+        [(f.kind, round(f.score, 3), f.evidence.get("replay_explained16"), f.evidence.get("replay_self16"))
+         for f in found]
+    close = [f for f in found if f.evidence.get("replay_explained16", 0.0) > 0.9]
+    assert close, "the sky must look like a replay of the left half at coarse scales"
+    assert all(f.evidence["replay_self16"] > 0.85 and f.evidence["replay_runner_up16"] >= f.evidence["replay_self16"]
+               for f in close), [(f.evidence["replay_explained16"], f.evidence.get("replay_self16")) for f in close]
+
+
+def test_shifted_boxes_move_along_axes_and_diagonals_within_the_canvas():
+    from gandit.forensics.analyze import SELF_SHIFT, shifted_boxes
+
+    box = np.array([16.0, 16.0, 32.0, 32.0])       # room of 16 on every side: half the side
+    moved = shifted_boxes(box, 64, 64)
+    assert len(moved) == 8
+    assert {(round(x - 16), round(y - 16)) for x, y, _, _ in moved} == \
+        {(dx, dy) for dx in (-16, 0, 16) for dy in (-16, 0, 16)} - {(0, 0)}
+    assert (moved[:, 2:] == 32).all()
+    edge = shifted_boxes(np.array([0.0, 10.0, 40.0, 40.0]), 64, 64)   # 24 to the right, none to the left
+    assert all(0 <= x and x + w <= 64 and 0 <= y and y + h <= 64 for x, y, w, h in edge)
+    assert {(round(x), round(y - 10)) for x, y, _, _ in edge} == {(20, 0), (0, 14), (0, -10), (20, 14), (20, -10)}
+    assert len(shifted_boxes(np.array([0.0, 0.0, 64.0, 64.0]), 64, 64)) == 0      # the whole canvas
+    narrow = shifted_boxes(np.array([2.0, 20.0, 56.0, 30.0]), 64, 64)   # 6 px of room across: under 1/4 of 56
+    assert {(round(x - 2), round(y - 20)) for x, y, _, _ in narrow} == {(0, -15), (0, 14)}
+    assert SELF_SHIFT == (0.25, 0.5)
+
+
 def test_analysis_is_deterministic_with_any_number_of_workers(world):
     """Same findings, evidence included, run after run, and whether the images are analysed in
     one batch or in several batches on threads at once."""

@@ -73,6 +73,10 @@ RUNNER_FINE = 2
 #: replay score's measure) are one content shown twice: overlapping or re-posted photos. Such a
 #: runner-up is the replay's own source again, not a look-alike, and is passed over.
 DUPLICATE_REGION = 0.97
+#: The best region's own photo is searched for the same content elsewhere (``shifted_boxes``):
+#: the box moved by up to SELF_SHIFT[1] of its side along each axis and diagonal, where the
+#: canvas leaves at least SELF_SHIFT[0] of it (a move that small overlaps the box by 3/4).
+SELF_SHIFT = (0.25, 0.5)
 #: A box within this many canvas pixels of the whole canvas on every side is the whole image.
 WHOLE_TOLERANCE = 1.5
 #: The residual of a single source is searched when that source correlates at least this.
@@ -356,6 +360,37 @@ class RunnerUp:
     explained16: float               #: how well it reproduces the image (0 when there is none)
     pair16: float | None             #: how well the best region reproduces it (None: no runner-up)
     duplicates: int                  #: other photos whose region duplicates the best region
+    self16: float | None = None      #: the best of the best region's photo elsewhere (``shifted_boxes``)
+
+
+def shifted_boxes(box: np.ndarray, width: float, height: float,
+                  shift: tuple[float, float] = SELF_SHIFT) -> np.ndarray:
+    """The box ``(x, y, w, h)`` moved along each axis and diagonal (up to 8 boxes, (S, 4)) on a
+    ``width`` x ``height`` canvas: on each moving axis by as much of the box's side as the
+    canvas leaves, up to ``shift[1]``; a direction where the canvas leaves less than
+    ``shift[0]`` on a moving axis is left out. Content that such a box reproduces as well as
+    the box itself (a sky whose bands run across the picture, a texture) is not where a
+    replay came from; the ratio test counts it as the runner-up."""
+    x, y, w, h = (float(v) for v in box)
+    room = {(0, 1): width - x - w, (0, -1): x, (1, 1): height - y - h, (1, -1): y}
+    side = (w, h)
+    out = []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            if dx == dy == 0:
+                continue
+            move = []
+            for axis, d in ((0, dx), (1, dy)):
+                if d == 0:
+                    move.append(0.0)
+                    continue
+                m = min(shift[1] * side[axis], room[(axis, d)])
+                if m < shift[0] * side[axis] - 1e-9:
+                    break
+                move.append(d * m)
+            else:
+                out.append((x + move[0], y + move[1], w, h))
+    return np.asarray(out, dtype=np.float64).reshape(-1, 4)
 
 
 def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc, mdesc, extra, iw: int,
@@ -383,6 +418,18 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
         return {}
     rows = np.array([rows[j] for j in keep])
     regions = regions[torch.as_tensor(keep)]
+    best = [best[j] for j in keep]
+    # the best region's own photo, elsewhere: the same content shifted is no place of origin
+    shifts = [shifted_boxes(c.box, c64.shape[-1], c64.shape[-2]) for c in best]
+    self16 = [None] * len(rows)
+    owner = np.repeat(np.arange(len(rows)), [len(b) for b in shifts])
+    if len(owner):
+        moved = render(c64, np.array([local[best[j].photo] for j in owner]), np.concatenate(shifts), 32,
+                       np.array([best[j].flip for j in owner]))
+        explained = renders_to_replay_parts(q[torch.as_tensor(rows[owner])], moved)[0]
+        for j in range(len(rows)):
+            mine = explained[owner == j]
+            self16[j] = float(mine.max()) if len(mine) else None
     entries: dict[int, list[tuple[int, float, float]]] = {j: [] for j in range(len(rows))}   # (photo, e16, pair)
 
     def add(which: np.ndarray, photos_: list[int], canvas, at: np.ndarray, boxes: np.ndarray,
@@ -432,10 +479,10 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
         duplicates = len({photo for photo, _, p in mine if p >= DUPLICATE_REGION})
         distinct = [(e, p) for _, e, p in mine if p < DUPLICATE_REGION]
         if not distinct:
-            out[int(i)] = RunnerUp(0.0, None, duplicates)
+            out[int(i)] = RunnerUp(0.0, None, duplicates, self16[j])
         else:
             e, p = max(distinct)
-            out[int(i)] = RunnerUp(e, p, duplicates)
+            out[int(i)] = RunnerUp(e, p, duplicates, self16[j])
     return out
 
 
@@ -587,11 +634,15 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             if runner_up.pair16 is not None:
                 evidence["replay_runner_pair16"] = runner_up.pair16
             evidence["replay_duplicates"] = float(runner_up.duplicates)
+            if runner_up.self16 is not None:
+                evidence["replay_self16"] = runner_up.self16
         elif len(aligned) > 1:
             r2 = columns[region_columns[1]]
             runner = float(renders_to_replay_parts(qi[None], r2[None])[0][0])
             # how alike the two training regions are themselves (duplicated training content)
             evidence["replay_runner_pair16"] = float(renders_to_replay_parts(r[None], r2[None])[0][0])
+        # the ratio test's runner-up: another photo's region, or this photo's content elsewhere
+        runner = max(runner, evidence.get("replay_self16", 0.0))
         distinct = float((1.0 - e16[0]) / max(1.0 - runner, 1e-6))
         p16 = renders_to_psnr16_drift(qi[None], r[None])
         d16, rms = renders_to_detail16(qi[None], r[None])

@@ -17,7 +17,10 @@ of two parts mapped onto [0, 1] between an honest and a certain level (``LEVELS`
   among smileys) is about as close to several training images, ratio near 1. The runner-up is
   the best of up to 8 other photos aligned to the image, passing over photos whose region
   duplicates the best region (``analyze._runner_ups``): content the training set holds twice
-  is one content, and its replay is tested against the next other one;
+  is one content, and its replay is tested against the next other one. The best region's own
+  photo elsewhere counts too (the box moved by a quarter to a half of its side,
+  ``analyze.shifted_boxes``): a sky whose bands run across the picture reproduces another
+  tile of itself wherever the box lies along them, which singles out no place of origin;
 * ``detail16``: the share of the source's mid-frequency detail (16x16 minus its 4x4
   smoothing) that the image reproduces: two tiles of one sky share a gradient, not clouds;
 * ``psnr16``: PSNR at 16x16 after at most a colour drift (per-channel gain within ±15%,
