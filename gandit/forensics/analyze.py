@@ -369,8 +369,9 @@ def shifted_boxes(box: np.ndarray, width: float, height: float,
     ``width`` x ``height`` canvas: on each moving axis by as much of the box's side as the
     canvas leaves, up to ``shift[1]``; a direction where the canvas leaves less than
     ``shift[0]`` on a moving axis is left out. Content that such a box reproduces as well as
-    the box itself (a sky whose bands run across the picture, a texture) is not where a
-    replay came from; the ratio test counts it as the runner-up."""
+    the box itself (a sky whose bands run across the picture) singles out no place a replay
+    came from; the ratio test counts it as the runner-up. A box that spans more than 4/5 of
+    the canvas along an axis is not moved along it (the canvas leaves less than a quarter)."""
     x, y, w, h = (float(v) for v in box)
     room = {(0, 1): width - x - w, (0, -1): x, (1, 1): height - y - h, (1, -1): y}
     side = (w, h)
