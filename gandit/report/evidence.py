@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from gandit.dataset import load_photo
 from gandit.errors import GanditError
+from gandit.forensics.copy import region_to_point_renders
 from gandit.images import ImageSet
 
 #: Longest side of a training photo's context thumbnail (JPEG: it is context, not evidence).
@@ -55,6 +56,36 @@ def photo_to_context(photo: np.ndarray, box: list[int] | None, max_side: int = C
         draw.rectangle((x0, y0, x1, y1), outline=(0, 0, 0), width=3)
         draw.rectangle((x0 + 1, y0 + 1, x1 - 1, y1 - 1), outline=(255, 230, 0), width=1)
     return np.asarray(small, dtype=np.uint8)
+
+
+def photo_to_point_region(photo: np.ndarray, box: list[int] | None, flip: bool, submitted: np.ndarray,
+                          jitter: int = 1) -> np.ndarray:
+    """The region of a point-sampled match (a NEAREST resize) as the detector verified it: of the
+    point renders of ``box`` (``copy.region_to_point_renders``: NEAREST resizes of the box and of
+    every box within ``jitter`` photo pixels of it, and bilinear point samples), the one closest
+    to the ``submitted`` image, mirrored when ``flip``; uint8 at the submitted image's size. An
+    antialiased render of the same box smooths what a NEAREST resize keeps, and would show a
+    true match as a large difference."""
+    height, width = submitted.shape[:2]
+    full = [0, 0, photo.shape[1], photo.shape[0]]
+    renders = region_to_point_renders(photo, tuple(float(v) for v in (box or full)), (width, height), jitter=jitter)
+    target = (submitted[:, ::-1] if flip else submitted).astype(np.float32) / 255.0
+    best = renders[int(np.argmin(((renders - target) ** 2).mean(axis=(1, 2, 3))))]
+    out = np.clip(np.round(best * 255.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out[:, ::-1]) if flip else out
+
+
+def is_point_sampled(image: dict[str, Any]) -> bool:
+    """Whether a result image's copy or crop was verified on point samples of its photo
+    (``evidence.copy_point_sampled`` / ``crop_point_sampled``; a crop that is the centred
+    square of a copy carries the copy's)."""
+    evidence, scores, kind = image.get("evidence") or {}, image.get("scores") or {}, image.get("kind")
+    if kind == "copy":
+        return evidence.get("copy_point_sampled") == 1.0
+    if kind == "crop":
+        return evidence.get("crop_point_sampled") == 1.0 or (
+            evidence.get("copy_point_sampled") == 1.0 and scores.get("copy", 0.0) >= scores.get("crop", 0.0))
+    return False
 
 
 def regions_to_mix(regions: list[np.ndarray], weights: list[float | None]) -> np.ndarray:

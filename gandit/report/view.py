@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from gandit.metrics import SIMILARITY_BINS, similarities_to_histogram
-from gandit.report.evidence import (ReportSources, array_to_data_uri, images_to_difference, photo_to_context,
-                                    regions_to_mix, upscale)
+from gandit.report.evidence import (ReportSources, array_to_data_uri, images_to_difference, is_point_sampled,
+                                    photo_to_context, photo_to_point_region, regions_to_mix, upscale)
 from gandit.dataset import photo_to_region
 from gandit.report.svg import Series, histogram_svg
 
@@ -91,20 +91,25 @@ def _card(image: dict[str, Any], sources: ReportSources, options: ReportOptions,
         card["submitted"] = budget.uri(upscale(submitted, ZOOM))
         size = (submitted.shape[1], submitted.shape[0])
     regions, weights = [], []
+    point = submitted is not None and len(image["matches"]) == 1 and is_point_sampled(image)
     for m in image["matches"]:
         entry = {"train": m["train"], "train_sha256": m.get("train_sha256"), "similarity": m.get("similarity"),
                  "weight": m.get("weight"), "box": m.get("box"), "flip": m.get("flip", False),
-                 "text": _match_text(m), "context": None, "region": None,
+                 "text": _match_text(m), "context": None, "region": None, "point_sampled": point,
                  "alt": f"training image {m['train']}" + (" with the matched box drawn" if m.get("box") else "")}
         photo = None if options.no_train_images else sources.photo(m["train"])
         if photo is not None:
-            region = photo_to_region(photo, m.get("box"), bool(m.get("flip")), size)
+            if point:
+                region = photo_to_point_region(photo, m.get("box"), bool(m.get("flip")), submitted)
+            else:
+                region = photo_to_region(photo, m.get("box"), bool(m.get("flip")), size)
             regions.append(region)
             weights.append(m.get("weight"))
             entry["context"] = budget.uri(photo_to_context(photo, m.get("box")), "jpeg")
             entry["region"] = budget.uri(upscale(region, ZOOM))
             entry["region_alt"] = (f"region of {m['train']} as the submission shows it"
-                                   + (" (mirrored)" if m.get("flip") else ""))
+                                   + (" (mirrored)" if m.get("flip") else "")
+                                   + (" (point-sampled: a NEAREST resize of the box, within a pixel)" if point else ""))
         card["matches"].append(entry)
     if submitted is not None and regions and len(regions) == len(image["matches"]):
         mix = regions_to_mix(regions, weights)
