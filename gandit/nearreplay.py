@@ -23,14 +23,21 @@ Pure: counts in, a dict of plain numbers out (``scipy.stats``).
 
 from __future__ import annotations
 
+import numpy as np
 from scipy.stats import binomtest, fisher_exact
 
 
+def coarse_to_near_replay(coarse, flagged):
+    """The near-replay indicator, elementwise: coarse agreement with a training region or mix
+    above every honest anchor (``replay_coarse > 0``), or flagged by any detector at its
+    threshold. Scalars or arrays in, the same shape out."""
+    return np.logical_or(np.asarray(coarse, dtype=np.float64) > 0.0, flagged)
+
+
 def is_near_replay(scores: dict[str, float], evidence: dict[str, float], thresholds: dict[str, float]) -> bool:
-    """A finding's near-replay indicator: coarse agreement with a training region or mix above
-    every honest anchor (``evidence["replay_coarse"] > 0``), or any detector at its threshold."""
-    return evidence.get("replay_coarse", 0.0) > 0.0 or any(
-        score >= thresholds.get(kind, 0.5) for kind, score in scores.items())
+    """A finding's near-replay indicator (``coarse_to_near_replay``)."""
+    return bool(coarse_to_near_replay(evidence.get("replay_coarse", 0.0),
+                                      any(score >= thresholds.get(kind, 0.5) for kind, score in scores.items())))
 
 
 def counts_to_near_replay_test(near: int, images: int, *, holdout_near: int | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from math import comb
 
+import numpy as np
 import pytest
 
 from gandit.nearreplay import counts_to_near_replay_test, is_near_replay
@@ -74,6 +75,22 @@ def test_near_replay_indicator():
     assert not is_near_replay(low, {}, THRESHOLDS)
     assert is_near_replay(low, {"replay_coarse": 0.01}, THRESHOLDS)
     assert is_near_replay({**low, "crop": 0.9}, {"replay_coarse": 0.0}, THRESHOLDS)
+
+
+def test_the_calibration_counts_near_replays_as_the_audit_does():
+    """``gandit calibrate`` bounds the honest share of near-replays that the audit's test
+    assumes: its per-image indicator must be the audit's, image for image."""
+    from gandit.calibrate.report import SourceScores, near_replay_flags
+
+    rng = np.random.default_rng(0)
+    n = 200
+    scores = {k: rng.choice([0.0, 0.3, 0.5, 0.7, 0.7, 0.9, 0.95], n) for k in THRESHOLDS}
+    coarse = rng.choice([0.0, 0.0, 1e-3, 0.4], n)
+    source = SourceScores("s", "honest", [np.zeros((2, 2, 3), np.uint8)] * n, scores, coarse)
+    audit = [is_near_replay({k: float(v[i]) for k, v in scores.items()}, {"replay_coarse": float(coarse[i])},
+                            THRESHOLDS) for i in range(n)]
+    assert near_replay_flags(source, THRESHOLDS).tolist() == audit
+    assert 0 < sum(audit) < n
 
 
 def test_p_values_keep_six_significant_digits_in_the_result():

@@ -17,6 +17,7 @@ from gandit.calibrate import thresholds as th
 from gandit.calibrate.attacks import ATTACK_KINDS
 from gandit.calibration import CALIBRATION_SCHEMA
 from gandit.forensics import KINDS
+from gandit.nearreplay import coarse_to_near_replay
 from gandit.report.result import clean_numbers
 
 #: Class-vector mixes of the memorizer: source name → weight of the main class.
@@ -81,13 +82,13 @@ class CalibrationReport:
 
 
 def near_replay_flags(source: SourceScores, chosen: dict[str, float]) -> np.ndarray:
-    """Each image's near-replay indicator (``gandit.nearreplay.is_near_replay``): coarse
+    """Each image's near-replay indicator (``gandit.nearreplay.coarse_to_near_replay``): coarse
     replay agreement above every honest anchor, or flagged at the thresholds."""
     n = len(source.images)
     if not n:
         return np.zeros(0, bool)
     coarse = source.coarse if source.coarse is not None else np.zeros(n)
-    return (coarse > 0.0) | th.scores_to_flags(source.scores, chosen)
+    return coarse_to_near_replay(coarse, th.scores_to_flags(source.scores, chosen))
 
 
 def near_replay_report(sources: list[SourceScores], chosen: dict[str, float]) -> dict[str, Any]:
