@@ -75,7 +75,8 @@ RUNNER_FINE = 2
 DUPLICATE_REGION = 0.97
 #: The best region's own photo is searched for the same content elsewhere (``shifted_boxes``):
 #: the box moved by up to SELF_SHIFT[1] of its side along each axis and diagonal, where the
-#: canvas leaves at least SELF_SHIFT[0] of it (a move that small overlaps the box by 3/4).
+#: canvas leaves at least SELF_SHIFT[0] of it (a move that small overlaps the box by 3/4), or
+#: its halves along an axis where it cannot move.
 SELF_SHIFT = (0.25, 0.5)
 #: A box within this many canvas pixels of the whole canvas on every side is the whole image.
 WHOLE_TOLERANCE = 1.5
@@ -368,10 +369,11 @@ def shifted_boxes(box: np.ndarray, width: float, height: float,
     """The box ``(x, y, w, h)`` moved along each axis and diagonal (up to 8 boxes, (S, 4)) on a
     ``width`` x ``height`` canvas: on each moving axis by as much of the box's side as the
     canvas leaves, up to ``shift[1]``; a direction where the canvas leaves less than
-    ``shift[0]`` on a moving axis is left out. Content that such a box reproduces as well as
-    the box itself (a sky whose bands run across the picture) singles out no place a replay
-    came from; the ratio test counts it as the runner-up. A box that spans more than 4/5 of
-    the canvas along an axis is not moved along it (the canvas leaves less than a quarter)."""
+    ``shift[0]`` on a moving axis is left out. Along an axis where the box cannot move that far
+    either way (it spans more than 4/5 of the canvas, say), its two halves along that axis
+    stand in: content that does not change along the axis renders the same from a half box.
+    Content that such a box reproduces as well as the box itself (a sky whose bands run across
+    the picture) singles out no place a replay came from (the ratio test's ``self_ratio``)."""
     x, y, w, h = (float(v) for v in box)
     room = {(0, 1): width - x - w, (0, -1): x, (1, 1): height - y - h, (1, -1): y}
     side = (w, h)
@@ -391,6 +393,10 @@ def shifted_boxes(box: np.ndarray, width: float, height: float,
                 move.append(d * m)
             else:
                 out.append((x + move[0], y + move[1], w, h))
+    if max(room[(0, 1)], room[(0, -1)]) < shift[0] * w - 1e-9:
+        out += [(x, y, w / 2, h), (x + w / 2, y, w / 2, h)]
+    if max(room[(1, 1)], room[(1, -1)]) < shift[0] * h - 1e-9:
+        out += [(x, y, w, h / 2), (x, y + h / 2, w, h / 2)]
     return np.asarray(out, dtype=np.float64).reshape(-1, 4)
 
 
@@ -642,16 +648,19 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             runner = float(renders_to_replay_parts(qi[None], r2[None])[0][0])
             # how alike the two training regions are themselves (duplicated training content)
             evidence["replay_runner_pair16"] = float(renders_to_replay_parts(r[None], r2[None])[0][0])
-        # the ratio test's runner-up: another photo's region, or this photo's content elsewhere
-        runner = max(runner, evidence.get("replay_self16", 0.0))
         distinct = float((1.0 - e16[0]) / max(1.0 - runner, 1e-6))
+        # the ratio test against this photo's own content elsewhere (None: the box cannot move)
+        self16 = evidence.get("replay_self16")
+        self_ratio = None if self16 is None else np.array([(1.0 - e16[0]) / max(1.0 - self16, 1e-6)])
         p16 = renders_to_psnr16_drift(qi[None], r[None])
         d16, rms = renders_to_detail16(qi[None], r[None])
         evidence.update(replay_explained16=float(e16[0]), replay_correlation8=float(c8[0]),
                         replay_runner_up16=runner, replay_unexplained_ratio=distinct,
                         replay_psnr16=float(renders_to_psnr16(qi[None], r[None])[0]), replay_psnr16_drift=float(p16[0]),
                         replay_detail16=float(d16[0]), replay_detail_rms=float(rms[0]))
-        scores["replay"] = float(parts_to_replay_score(e16, c8, np.array([distinct]), p16, d16)[0])
+        if self_ratio is not None:
+            evidence["replay_self_ratio"] = float(self_ratio[0])
+        scores["replay"] = float(parts_to_replay_score(e16, c8, np.array([distinct]), p16, d16, self_ratio)[0])
         evidence["replay_coarse"] = float(parts_to_coarse_score(e16, c8, p16, d16)[0])
         replay_source = Source(c.photo, cv, None if is_whole(c.box, width, height)
                                else tuple(float(v) for v in c.box), c.flip)
@@ -677,8 +686,11 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             mix = torch.from_numpy(fit.fit)[None]
             p16 = renders_to_psnr16_drift(qi[None], mix)
             d16, _ = renders_to_detail16(qi[None], mix)
+            # the main source's place in its photo is as (in)distinct as the best region's: a
+            # second source that improves the fit does not make it more distinct
+            self_ratio = evidence.get("replay_self_ratio")
             mixed = float(parts_to_replay_score(e16, c8, np.array([(1.0 - e16[0]) / max(1.0 - runner, 1e-6)]),
-                                                p16, d16)[0])
+                                                p16, d16, None if self_ratio is None else np.array([self_ratio]))[0])
             evidence.update(mixed_replay_explained16=float(e16[0]), mixed_replay_detail16=float(d16[0]),
                             mixed_replay_correlation8=float(c8[0]), mixed_replay_psnr16_drift=float(p16[0]),
                             mixed_replay_psnr16=float(renders_to_psnr16(qi[None], mix)[0]))
