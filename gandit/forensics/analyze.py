@@ -649,7 +649,8 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             # how alike the two training regions are themselves (duplicated training content)
             evidence["replay_runner_pair16"] = float(renders_to_replay_parts(r[None], r2[None])[0][0])
         distinct = float((1.0 - e16[0]) / max(1.0 - runner, 1e-6))
-        # the ratio test against this photo's own content elsewhere (None: the box cannot move)
+        # the ratio test against this photo's own content elsewhere (None: not searched, the
+        # best region explaining the image at most the replay score's honest anchor at 16x16)
         self16 = evidence.get("replay_self16")
         self_ratio = None if self16 is None else np.array([(1.0 - e16[0]) / max(1.0 - self16, 1e-6)])
         p16 = renders_to_psnr16_drift(qi[None], r[None])

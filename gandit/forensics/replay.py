@@ -18,8 +18,8 @@ of two parts mapped onto [0, 1] between an honest and a certain level (``LEVELS`
   the best of up to 8 other photos aligned to the image, passing over photos whose region
   duplicates the best region (``analyze._runner_ups``): content the training set holds twice
   is one content, and its replay is tested against the next other one. The best region's own
-  photo elsewhere counts too (the box moved by a quarter to a half of its side,
-  ``analyze.shifted_boxes``), in a ratio of its own (``self_ratio``, with looser levels: a
+  photo elsewhere counts too (the box moved by a quarter to a half of its side, or halved where
+  it cannot move, ``analyze.shifted_boxes``), in a ratio of its own (``self_ratio``, with looser levels: a
   smooth photo's content half a box away can explain a replay fairly well, 0.65 where the best
   box explains 0.96): a sky whose bands run across the picture reproduces another tile of
   itself wherever the box lies along them (ratios 0.43-0.83 measured), which singles out no
