@@ -739,6 +739,8 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         kind = "crop"
         scores["crop"] = max(scores["crop"], scores["copy"])
         crop_source = copy_source
+        # the crop named is the copy's match: its verification is the copy's
+        evidence["crop_point_sampled"] = evidence.get("copy_point_sampled", 0.0)
     if kind == "blend" or (kind == "replay" and replay_source is None):
         sources = blend_sources
     elif kind == "copy":

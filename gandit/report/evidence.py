@@ -77,15 +77,9 @@ def photo_to_point_region(photo: np.ndarray, box: list[int] | None, flip: bool, 
 
 def is_point_sampled(image: dict[str, Any]) -> bool:
     """Whether a result image's copy or crop was verified on point samples of its photo
-    (``evidence.copy_point_sampled`` / ``crop_point_sampled``; a crop that is the centred
-    square of a copy carries the copy's)."""
-    evidence, scores, kind = image.get("evidence") or {}, image.get("scores") or {}, image.get("kind")
-    if kind == "copy":
-        return evidence.get("copy_point_sampled") == 1.0
-    if kind == "crop":
-        return evidence.get("crop_point_sampled") == 1.0 or (
-            evidence.get("copy_point_sampled") == 1.0 and scores.get("copy", 0.0) >= scores.get("crop", 0.0))
-    return False
+    (``evidence.copy_point_sampled`` / ``crop_point_sampled``)."""
+    kind = image.get("kind")
+    return kind in ("copy", "crop") and (image.get("evidence") or {}).get(f"{kind}_point_sampled") == 1.0
 
 
 def regions_to_mix(regions: list[np.ndarray], weights: list[float | None]) -> np.ndarray:
