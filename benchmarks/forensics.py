@@ -104,9 +104,13 @@ def build(rng, train_paths, honest_paths, per_kind, out: Path) -> dict:
     return truth
 
 
-def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dict) -> dict:
+def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dict,
+                  checkpoint: Path | None = None) -> dict:
     """Train a per-image conditional memorizer on ``classes`` training photos and add
-    ``count`` samples (half one-hot, half 0.9/0.1 mixes) to the submission."""
+    ``count`` samples (half one-hot, half 0.9/0.1 mixes) to the submission. With
+    ``checkpoint``, training resumes from that file (same photos and settings; a longer run
+    continues a shorter one) and leaves it there. Reports how closely the one-hot samples
+    reproduce their class's photo (PSNR at 64x64 and 16x16 area means): how well trained it is."""
     import torch
 
     from gandit.calibrate.gans import sample_memorizer, train_memorizer
@@ -116,7 +120,7 @@ def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dic
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     try:
-        generator, _ = train_memorizer(images, steps, seed=0)
+        generator, history = train_memorizer(images, steps, seed=0, checkpoint=checkpoint)
     finally:
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
@@ -135,7 +139,22 @@ def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dic
     for i, (img, label) in enumerate(zip(samples, labels)):
         Image.fromarray(img).save(out / f"memorizer_{i:05d}.png")
         truth[f"memorizer_{i:05d}.png"] = label
-    return {"classes": classes, "steps": steps, "train_seconds": round(seconds, 1), "samples": count}
+    one_hot = np.flatnonzero(weights.max(axis=1) == 1.0)
+    target = images[weights[one_hot].argmax(axis=1)]
+    return {"classes": classes, "steps": steps, "train_seconds": round(seconds, 1),
+            "resumed_from": history["resumed_from"], "samples": count,
+            "recon_l1_last_100_steps": float(np.mean(history["recon_l1"][-100:])) if history["recon_l1"] else None,
+            "one_hot_psnr64_median": float(np.median(_psnr(samples[one_hot], target, 1))),
+            "one_hot_psnr16_median": float(np.median(_psnr(samples[one_hot], target, 4)))}
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, block: int) -> np.ndarray:
+    """Per-image PSNR (dB) of uint8 (N, H, W, 3) stacks after ``block`` x ``block`` area means."""
+    def means(x):
+        n, h, w, c = x.shape
+        return x.astype(np.float64).reshape(n, h // block, block, w // block, block, c).mean(axis=(2, 4))
+    mse = ((means(a) - means(b)) ** 2).mean(axis=(1, 2, 3))
+    return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))
 
 
 def iou(a, b):
@@ -256,6 +275,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write the report (JSON) here")
     ap.add_argument("--memorizer-classes", type=int, default=0, help="train a memorizer GAN on this many photos")
     ap.add_argument("--memorizer-steps", type=int, default=1000)
+    ap.add_argument("--memorizer-checkpoint", type=Path, default=None,
+                    help="resume the memorizer's training from this file and keep it there")
     ap.add_argument("--result", type=Path, default=None, help="also keep the audit's result.json, with truth labels")
     args = ap.parse_args()
     root = corpus_dir()
@@ -271,7 +292,8 @@ def main() -> None:
         sub = Path(tmp) / "submission"
         t0 = time.perf_counter()
         truth = build(rng, train, honest, args.per_kind, sub)
-        memorizer = (add_memorizer(rng, train, args.memorizer_classes, args.memorizer_steps, args.per_kind, sub, truth)
+        memorizer = (add_memorizer(rng, train, args.memorizer_classes, args.memorizer_steps, args.per_kind, sub, truth,
+                                   args.memorizer_checkpoint)
                      if args.memorizer_classes else None)
         t_build = time.perf_counter() - t0
         options = AuditOptions(sub, train_dir, device="cpu", cache=args.cache)
