@@ -46,8 +46,8 @@ from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, fla
                                    images_to_agreement_score, images_to_psnr32, point_renders_to_copy_score,
                                    region_to_point_renders, thumbnails_to_agreement, to_side)
 from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, parts_to_coarse_score,
-                                     parts_to_replay_score, pool, renders_to_detail16, renders_to_psnr16,
-                                     renders_to_psnr16_drift, renders_to_replay_parts)
+                                     parts_to_replay_score, pool, renders_to_added_gain16, renders_to_detail16,
+                                     renders_to_psnr16, renders_to_psnr16_drift, renders_to_replay_parts)
 from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_whole
 from gandit.progress import SILENT, ProgressReporter
 
@@ -362,6 +362,9 @@ class RunnerUp:
     pair16: float | None             #: how well the best region reproduces it (None: no runner-up)
     duplicates: int                  #: other photos whose region duplicates the best region
     self16: float | None = None      #: the best of the best region's photo elsewhere (``shifted_boxes``)
+    #: the most that any region tried (of other photos, or of the best region's photo elsewhere)
+    #: adds to the best region in explaining the image (``replay.renders_to_added_gain16``)
+    gain16: float | None = None
 
 
 def shifted_boxes(box: np.ndarray, width: float, height: float,
@@ -411,7 +414,10 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     (overlapping crops of one picture, a photo posted twice) is then tested against the next
     *other* content, as a replay of content held once is; and a look-alike photo outside the
     first ``FINE`` still counts against the image. Every region tried counts, at every stage
-    of its alignment: a runner-up can only come out higher for it, never lower."""
+    of its alignment: a runner-up can only come out higher for it, never lower. Each region
+    tried, and each of the best region's photo elsewhere, also gives the share of what the best
+    region leaves that adding it would remove (``replay.renders_to_added_gain16``); the most of
+    them is the image's added gain, where a distinct region was tried."""
     rows = [i for i, al in enumerate(aligned) if al]
     if not rows:
         return {}
@@ -428,16 +434,19 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     best = [best[j] for j in keep]
     # the best region's own photo, elsewhere: the same content shifted is no place of origin
     shifts = [shifted_boxes(c.box, c64.shape[-1], c64.shape[-2]) for c in best]
-    self16 = [None] * len(rows)
+    self16, self_gain = [None] * len(rows), [0.0] * len(rows)
     owner = np.repeat(np.arange(len(rows)), [len(b) for b in shifts])
     if len(owner):
         moved = render(c64, np.array([local[best[j].photo] for j in owner]), np.concatenate(shifts), 32,
                        np.array([best[j].flip for j in owner]))
         explained = renders_to_replay_parts(q[torch.as_tensor(rows[owner])], moved)[0]
+        gained = renders_to_added_gain16(q[torch.as_tensor(rows[owner])], regions[torch.as_tensor(owner)], moved)
         for j in range(len(rows)):
-            mine = explained[owner == j]
-            self16[j] = float(mine.max()) if len(mine) else None
-    entries: dict[int, list[tuple[int, float, float]]] = {j: [] for j in range(len(rows))}   # (photo, e16, pair)
+            mine = owner == j
+            self16[j] = float(explained[mine].max()) if mine.any() else None
+            self_gain[j] = float(gained[mine].max()) if mine.any() else 0.0
+    # (photo, e16, pair, gain) of every region tried
+    entries: dict[int, list[tuple[int, float, float, float]]] = {j: [] for j in range(len(rows))}
 
     def add(which: np.ndarray, photos_: list[int], canvas, at: np.ndarray, boxes: np.ndarray,
             flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -446,8 +455,9 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
         rs = render(canvas, at, boxes, 32, flip)
         explained = renders_to_replay_parts(q[torch.as_tensor(rows[which])], rs)[0]
         pair = renders_to_replay_parts(regions[torch.as_tensor(which)], rs)[0]
-        for j, photo, e, p in zip(which, photos_, explained, pair):
-            entries[int(j)].append((int(photo), float(e), float(p)))
+        gain = renders_to_added_gain16(q[torch.as_tensor(rows[which])], regions[torch.as_tensor(which)], rs)
+        for j, photo, e, p, g in zip(which, photos_, explained, pair, gain):
+            entries[int(j)].append((int(photo), float(e), float(p), float(g)))
         return explained, pair
 
     # the coarse pass's own runner-up (as ``_decide`` renders it)
@@ -483,13 +493,12 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     out: dict[int, RunnerUp] = {}
     for j, i in enumerate(rows):
         mine = entries[j]
-        duplicates = len({photo for photo, _, p in mine if p >= DUPLICATE_REGION})
-        distinct = [(e, p) for _, e, p in mine if p < DUPLICATE_REGION]
-        if not distinct:
-            out[int(i)] = RunnerUp(0.0, None, duplicates, self16[j])
-        else:
-            e, p = max(distinct)
-            out[int(i)] = RunnerUp(e, p, duplicates, self16[j])
+        duplicates = len({photo for photo, _, p, _ in mine if p >= DUPLICATE_REGION})
+        distinct = [(e, p) for _, e, p, _ in mine if p < DUPLICATE_REGION]
+        # no evidence from the gain where no distinct region was tried: nothing could add to it
+        gain = max([g for *_, g in mine] + [self_gain[j]]) if distinct else None
+        e, p = max(distinct) if distinct else (0.0, None)
+        out[int(i)] = RunnerUp(e, p, duplicates, self16[j], gain)
     return out
 
 
@@ -612,6 +621,7 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             seen_exact.add((w.photo, w.flip))
 
     crop_source = None
+    added_gain = None   # the replay test's added gain (``RunnerUp.gain16``), where the runner-ups were searched
     if aligned:
         c, corr = aligned[0]
         r = columns[region_columns[0]]
@@ -643,6 +653,8 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             evidence["replay_duplicates"] = float(runner_up.duplicates)
             if runner_up.self16 is not None:
                 evidence["replay_self16"] = runner_up.self16
+            if runner_up.gain16 is not None:
+                evidence["replay_added_gain16"] = runner_up.gain16
         elif len(aligned) > 1:
             r2 = columns[region_columns[1]]
             runner = float(renders_to_replay_parts(qi[None], r2[None])[0][0])
@@ -661,7 +673,10 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
                         replay_detail16=float(d16[0]), replay_detail_rms=float(rms[0]))
         if self_ratio is not None:
             evidence["replay_self_ratio"] = float(self_ratio[0])
-        scores["replay"] = float(parts_to_replay_score(e16, c8, np.array([distinct]), p16, d16, self_ratio)[0])
+        if "replay_added_gain16" in evidence:
+            added_gain = np.array([evidence["replay_added_gain16"]])
+        scores["replay"] = float(parts_to_replay_score(e16, c8, np.array([distinct]), p16, d16, self_ratio,
+                                                       added_gain)[0])
         evidence["replay_coarse"] = float(parts_to_coarse_score(e16, c8, p16, d16)[0])
         replay_source = Source(c.photo, cv, None if is_whole(c.box, width, height)
                                else tuple(float(v) for v in c.box), c.flip)
@@ -691,7 +706,8 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             # second source that improves the fit does not make it more distinct
             self_ratio = evidence.get("replay_self_ratio")
             mixed = float(parts_to_replay_score(e16, c8, np.array([(1.0 - e16[0]) / max(1.0 - runner, 1e-6)]),
-                                                p16, d16, None if self_ratio is None else np.array([self_ratio]))[0])
+                                                p16, d16, None if self_ratio is None else np.array([self_ratio]),
+                                                added_gain)[0])
             evidence.update(mixed_replay_explained16=float(e16[0]), mixed_replay_detail16=float(d16[0]),
                             mixed_replay_correlation8=float(c8[0]), mixed_replay_psnr16_drift=float(p16[0]),
                             mixed_replay_psnr16=float(renders_to_psnr16(qi[None], mix)[0]))

@@ -24,6 +24,21 @@ of two parts mapped onto [0, 1] between an honest and a certain level (``LEVELS`
   box explains 0.96): a sky whose bands run across the picture reproduces another tile of
   itself wherever the box lies along them (ratios 0.43-0.83 measured), which singles out no
   place of origin;
+* ``added_gain`` (where the runner-ups were searched): the ratio test asks how much *less* the
+  best photo leaves unexplained than the runner-up, so a heavily degraded replay whose runner-up
+  is a look-alike of its source (an overlapping crop of the same picture, a near-duplicate with
+  its own changes) fails it: the degradation is most of what either leaves. But the replay
+  follows its source where the two differ, and an honest image does not follow its nearest
+  training region more than any other: how much adding a runner-up region (and its smoothing)
+  to the least-squares fit of the image by the best region (with a per-channel colour drift and
+  its smoothing) removes of what the best region leaves (``renders_to_added_gain16``, the most
+  over every region tried, of other photos and of the best region's photo elsewhere) is near 0
+  for a replay, whatever its degradation (white noise: about 6/768), and about ``r / (1 + r)``
+  for an image that looks like both regions in independent ways (``r`` their residual ratio).
+  An added gain at most 0.04-0.08 stands in for the ratio test up to a ratio of 0.5-0.6
+  (``gained_ratio``: beyond it the runner-up is within the degradation of the source and has
+  nothing to tell). Measured on three corpora: honest images beyond every coarse anchor gain at
+  least 0.116 (BENCHMARKS.md, stop 18);
 * ``detail16``: the share of the source's mid-frequency detail (16x16 minus its 4x4
   smoothing) that the image reproduces: two tiles of one sky share a gradient, not clouds;
 * ``psnr16``: PSNR at 16x16 after at most a colour drift (per-channel gain within ±15%,
@@ -66,7 +81,8 @@ from gandit.forensics.align import centred, correlation
 #: Below this mean squared detail (RMS ~2.5/255) a source has no mid-frequency structure to copy.
 DETAIL_MIN_ENERGY = 1e-4
 LEVELS = {"explained16": (0.80, 0.90), "correlation8": (0.85, 0.90), "unexplained_ratio": (0.15, 0.05),
-          "psnr16": (28.0, 32.0), "detail16": (0.80, 0.90), "self_ratio": (0.40, 0.30)}
+          "psnr16": (28.0, 32.0), "detail16": (0.80, 0.90), "self_ratio": (0.40, 0.30),
+          "added_gain": (0.08, 0.04), "gained_ratio": (0.60, 0.50)}
 
 
 def pool(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -164,11 +180,65 @@ def parts_to_coarse_score(explained16: np.ndarray, correlation8: np.ndarray, psn
                               _part(psnr16, "psnr16"), _part(detail16, "detail16")])
 
 
+def parts_to_distinct_score(unexplained_ratio: np.ndarray, added_gain: np.ndarray | None = None) -> np.ndarray:
+    """How singly one training region explains the image among the others tried: the ratio
+    test, or, where ``added_gain`` is given (NaN: none), the added-gain test
+    (``renders_to_added_gain16``) up to a bounded ratio (``gained_ratio``): a degraded replay
+    whose runner-up explains it a third as well as its source still follows its source and not
+    the runner-up where the two differ."""
+    ratio = _part(unexplained_ratio, "unexplained_ratio")
+    if added_gain is None:
+        return ratio
+    gain = np.nan_to_num(_part(added_gain, "added_gain"), nan=0.0)
+    return np.maximum(ratio, np.minimum(gain, _part(unexplained_ratio, "gained_ratio")))
+
+
 def parts_to_replay_score(explained16: np.ndarray, correlation8: np.ndarray,
                           unexplained_ratio: np.ndarray, psnr16: np.ndarray, detail16: np.ndarray,
-                          self_ratio: np.ndarray | None = None) -> np.ndarray:
-    """The replay score: the coarse score and the ratio test against other photos, and, where
-    given, the ratio test against the best region's own photo elsewhere (``self_ratio``)."""
+                          self_ratio: np.ndarray | None = None, added_gain: np.ndarray | None = None) -> np.ndarray:
+    """The replay score: the coarse score and the test against other photos
+    (``parts_to_distinct_score``), and, where given, the ratio test against the best region's
+    own photo elsewhere (``self_ratio``)."""
     score = np.minimum(parts_to_coarse_score(explained16, correlation8, psnr16, detail16),
-                       _part(unexplained_ratio, "unexplained_ratio"))
+                       parts_to_distinct_score(unexplained_ratio, added_gain))
     return score if self_ratio is None else np.minimum(score, _part(self_ratio, "self_ratio"))
+
+
+def smooth16(x: torch.Tensor) -> torch.Tensor:
+    """(K, 3, s, s) renders smoothed by the separable [1, 2, 1] / 4 kernel (edges replicated)."""
+    k = x.new_tensor([0.25, 0.5, 0.25])
+    c = x.shape[-3]
+    y = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    y = torch.nn.functional.conv2d(y, k.view(1, 1, 1, 3).expand(c, 1, 1, 3), groups=c)
+    return torch.nn.functional.conv2d(y, k.view(1, 1, 3, 1).expand(c, 1, 3, 1), groups=c)
+
+
+def _rss(y: torch.Tensor, columns: list[torch.Tensor]) -> torch.Tensor:
+    """Residual sum of squares of the per-channel least-squares fit of ``y`` (K, 3, n) by an
+    offset and ``columns`` (each (K, 3, n)), summed over channels: (K,)."""
+    x = torch.stack([torch.ones_like(y)] + columns, dim=-1)          # (K, 3, n, p)
+    xtx = x.transpose(-1, -2) @ x
+    xty = x.transpose(-1, -2) @ y.unsqueeze(-1)
+    ridge = 1e-9 * torch.diagonal(xtx, dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
+    beta = torch.linalg.solve(xtx + torch.diag_embed(ridge.expand(xtx.shape[:-1])), xty)
+    r = y - (x @ beta).squeeze(-1)
+    return (r * r).sum(dim=(-2, -1))
+
+
+def renders_to_added_gain16(query: torch.Tensor, best: torch.Tensor, other: torch.Tensor) -> np.ndarray:
+    """How much an ``other`` training region adds to the ``best`` one in explaining the query
+    at 16x16 (aligned (K, 3, s, s) renders, s ≥ 16): the share of the residual energy of the
+    per-channel least-squares fit of the query by the best region and its smoothing (a colour
+    drift and a mild blur of it) that the other region and its smoothing remove as well.
+
+    A degraded replay of the best region is that region plus noise the other region cannot
+    predict: near 0 (the fitted noise's share, about 4/768 for white noise), however poor the
+    two residuals' ratio. An honest image that looks like both regions in independent ways
+    gets about ``r / (1 + r)``, ``r`` the two regions' residual ratio: the other region
+    explains what the best one misses."""
+    q, b, o = (pool(v, 16).double().flatten(-2) for v in (query, best, other))
+    bs, os_ = (pool(smooth16(pool(v, 16).double()), 16).flatten(-2) for v in (best, other))
+    rss_a = _rss(q, [b, bs])
+    rss_b = _rss(q, [b, bs, o, os_])
+    gain = (rss_a - rss_b) / rss_a.clamp_min(1e-12)
+    return gain.clamp(0.0, 1.0).numpy().astype(np.float64)
