@@ -37,8 +37,9 @@ of two parts mapped onto [0, 1] between an honest and a certain level (``LEVELS`
   for an image that looks like both regions in independent ways (``r`` their residual ratio).
   An added gain at most 0.04-0.08 stands in for the ratio test up to a ratio of 0.5-0.6
   (``gained_ratio``: beyond it the runner-up is within the degradation of the source and has
-  nothing to tell). Measured on three corpora: honest images beyond every coarse anchor gain at
-  least 0.116 (BENCHMARKS.md, stop 18);
+  nothing to tell). Measured on three corpora (6,600 honest photos): those beyond every coarse
+  anchor gain at least 0.174 where the ratio is at most 0.6 (one gains 0.066, at a ratio of
+  0.78), replays a median 0.053-0.060 (BENCHMARKS.md, run 32);
 * ``detail16``: the share of the source's mid-frequency detail (16x16 minus its 4x4
   smoothing) that the image reproduces: two tiles of one sky share a gradient, not clouds;
 * ``psnr16``: PSNR at 16x16 after at most a colour drift (per-channel gain within ±15%,
