@@ -655,6 +655,7 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
                 evidence["replay_self16"] = runner_up.self16
             if runner_up.gain16 is not None:
                 evidence["replay_added_gain16"] = runner_up.gain16
+                added_gain = np.array([runner_up.gain16])
         elif len(aligned) > 1:
             r2 = columns[region_columns[1]]
             runner = float(renders_to_replay_parts(qi[None], r2[None])[0][0])
@@ -673,8 +674,6 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
                         replay_detail16=float(d16[0]), replay_detail_rms=float(rms[0]))
         if self_ratio is not None:
             evidence["replay_self_ratio"] = float(self_ratio[0])
-        if "replay_added_gain16" in evidence:
-            added_gain = np.array([evidence["replay_added_gain16"]])
         scores["replay"] = float(parts_to_replay_score(e16, c8, np.array([distinct]), p16, d16, self_ratio,
                                                        added_gain)[0])
         evidence["replay_coarse"] = float(parts_to_coarse_score(e16, c8, p16, d16)[0])

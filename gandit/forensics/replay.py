@@ -233,12 +233,12 @@ def renders_to_added_gain16(query: torch.Tensor, best: torch.Tensor, other: torc
     drift and a mild blur of it) that the other region and its smoothing remove as well.
 
     A degraded replay of the best region is that region plus noise the other region cannot
-    predict: near 0 (the fitted noise's share, about 4/768 for white noise), however poor the
+    predict: near 0 (the fitted noise's share, about 6/768 for white noise), however poor the
     two residuals' ratio. An honest image that looks like both regions in independent ways
     gets about ``r / (1 + r)``, ``r`` the two regions' residual ratio: the other region
     explains what the best one misses."""
     q, b, o = (pool(v, 16).double().flatten(-2) for v in (query, best, other))
-    bs, os_ = (pool(smooth16(pool(v, 16).double()), 16).flatten(-2) for v in (best, other))
+    bs, os_ = (smooth16(pool(v, 16).double()).flatten(-2) for v in (best, other))
     rss_a = _rss(q, [b, bs])
     rss_b = _rss(q, [b, bs, o, os_])
     gain = (rss_a - rss_b) / rss_a.clamp_min(1e-12)
