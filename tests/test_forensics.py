@@ -650,17 +650,17 @@ def test_added_gain_is_the_nested_least_squares_fit_and_tells_a_replay_from_a_lo
 
 
 def test_a_look_alike_counts_against_a_replay_only_where_the_image_follows_it(world):
-    """Each of 8 training photos gets a look-alike in training: the photo with a smooth change
+    """Each of 12 training photos gets a look-alike in training: the photo with a smooth change
     of its own layout (5% of its variance), whose region reproduces the source's to about
-    0.92-0.97, less than ``DUPLICATE_REGION``: the ratio test passes it over for no replay.
+    0.92-0.97, less than ``DUPLICATE_REGION``: the ratio test keeps it as the runner-up.
     A degraded replay of the photo follows the photo, not the look-alike, where the two differ
     (adding the look-alike's region removes 2-6% of what the photo leaves,
     ``evidence.replay_added_gain16``): it is flagged, naming the photo, though the look-alike
     leaves only 2-6 times what the photo leaves; the ratio test alone missed every one of them
     (measured: 5 of the 6 that the look-alike makes fail it are flagged, also with twins).
     An image made between the two (the photo with 40% of the look-alike's change) follows the
-    look-alike there, and is no replay of either, though flagged without the look-alike in
-    training. Both hold where the training set also holds a twin of each photo: the source and
+    look-alike there (adding it removes 19-70%), and is no replay of either, though a replay
+    without the look-alike in training. Both hold where the training set also holds a twin of each photo: the source and
     its twin fill the coarse pass's two places, and the look-alike is found by the runner-up's
     own search."""
     from gandit.forensics.analyze import DUPLICATE_REGION

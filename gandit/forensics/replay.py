@@ -237,8 +237,9 @@ def renders_to_added_gain16(query: torch.Tensor, best: torch.Tensor, other: torc
     two residuals' ratio. An honest image that looks like both regions in independent ways
     gets about ``r / (1 + r)``, ``r`` the two regions' residual ratio: the other region
     explains what the best one misses."""
-    q, b, o = (pool(v, 16).double().flatten(-2) for v in (query, best, other))
-    bs, os_ = (smooth16(pool(v, 16).double()).flatten(-2) for v in (best, other))
+    q, b, o = (pool(v, 16).double() for v in (query, best, other))
+    q, bs, os_ = q.flatten(-2), smooth16(b).flatten(-2), smooth16(o).flatten(-2)
+    b, o = b.flatten(-2), o.flatten(-2)
     rss_a = _rss(q, [b, bs])
     rss_b = _rss(q, [b, bs, o, os_])
     gain = (rss_a - rss_b) / rss_a.clamp_min(1e-12)
