@@ -150,6 +150,69 @@ def test_refinement_recovers_a_known_box_from_a_coarse_start():
     assert np.abs(found - truth).max() < 0.5
 
 
+def test_refinement_is_the_plain_best_move_pattern_search_with_fewer_renders(monkeypatch):
+    """``refine_boxes`` is, box by box, the plain pattern search: every plausible move of the
+    current box rendered and scored, the best taken while it gains more than 1e-7, else the
+    step halved, until it is below the last step. The batched search renders fewer boxes (not
+    the moves the canvas clamps back onto the current box) and ends at the same boxes and
+    correlations, value for value."""
+    from gandit.forensics import align
+    from gandit.forensics.align import _MOVES, centred, clamp_boxes, correlation_to
+
+    photos = np.stack([preprocess(p, "kaggle2019", (64, 64)) for p in (sd.astronaut(), sd.coffee(), sd.chelsea())])
+    canvas = images_to_tensor(photos)
+    rng = np.random.default_rng(3)
+    truth = np.array([[9.3, 5.7, 41.2, 47.9], [0.0, 10.4, 52.6, 50.1], [12.2, 0.0, 40.5, 44.0],
+                      [3.1, 2.2, 58.0, 60.9]])
+    photo = np.array([0, 1, 2, 0])
+    flip = np.array([False, True, False, True])
+    target = render(canvas, photo, truth, 32, flip) + torch.from_numpy(rng.normal(0, 0.02, (4, 3, 32, 32))).float()
+    starts = clamp_boxes(truth + rng.uniform(-6, 6, truth.shape), 64, 64)
+
+    plain_renders = [0]
+
+    def plain(k):
+        tc = centred(target[k:k + 1])
+        te = (tc * tc).sum(dim=(-3, -2, -1))
+        box, step = starts[k].copy(), 4.0
+        score = float(correlation_to(render(canvas, photo[k:k + 1], box[None], 32, flip[k:k + 1]), tc, te)[0]) \
+            if plausible(box[None], 64, 64, np.ones(1))[0] else -np.inf
+        for _ in range(align.REFINE_MAX_ITERATIONS):
+            best, best_box = -np.inf, None
+            for move in _MOVES:
+                trial = clamp_boxes((box + move * step)[None], 64, 64)
+                if not plausible(trial, 64, 64, np.ones(1))[0]:
+                    continue
+                s = float(correlation_to(render(canvas, photo[k:k + 1], trial, 32, flip[k:k + 1]), tc, te)[0])
+                plain_renders[0] += 1
+                if s > best:
+                    best, best_box = s, trial[0]
+            if best > score + 1e-7:
+                box, score = best_box, best
+            else:
+                step /= 2.0
+                if step < 1 / 16:
+                    break
+        return box, score
+
+    want = [plain(k) for k in range(4)]
+    rendered = []
+
+    def counting(canvas_, photo_, boxes_, size, flip_=None):
+        rendered.append(len(photo_))
+        return render(canvas_, photo_, boxes_, size, flip_)
+    monkeypatch.setattr(align, "render", counting)
+    found, corr = refine_boxes(canvas, photo, starts, flip, target, first_step=4.0, last_step=1 / 16)
+    for k in range(4):
+        np.testing.assert_array_equal(found[k], want[k][0])
+        assert corr[k] == want[k][1]
+    # the searches converged: to about the true box's correlation with the noisy target
+    at_truth = correlation_to(render(canvas, photo, truth, 32, flip), centred(target),
+                              (centred(target) ** 2).sum(dim=(-3, -2, -1))).numpy()
+    assert np.all(corr > at_truth - 0.005), (corr, at_truth)
+    assert sum(rendered) - len(starts) < plain_renders[0], (sum(rendered), plain_renders)
+
+
 def test_implausible_boxes_are_never_proposed():
     assert not plausible(np.array([[0, 0, 27, 47]], float), 64, 64, np.array([1.0]))[0]   # sliver
     assert plausible(np.array([[0, 0, 64, 64]], float), 64, 64, np.array([16 / 9]))[0]    # whole 16:9 photo
