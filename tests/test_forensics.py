@@ -136,7 +136,8 @@ def test_box_index_is_every_box_projected_on_the_pca_of_every_step_th_box():
     mean, comps = fit_pca(everything[::step], PCA_DIM)
     np.testing.assert_array_equal(index.mean, mean)
     np.testing.assert_array_equal(index.components, comps)
-    np.testing.assert_array_equal(index.vectors, index.project(everything))
+    # chunk by chunk or all at once: the same projection, up to how a matrix product of that size rounds
+    np.testing.assert_allclose(index.vectors, index.project(everything), rtol=0, atol=1e-5)
 
 
 def test_refinement_recovers_a_known_box_from_a_coarse_start():
