@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,7 +47,8 @@ from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, fla
                                    images_to_agreement_score, images_to_psnr32, point_renders_to_copy_score,
                                    region_to_point_renders, thumbnails_to_agreement, to_side)
 from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, parts_to_coarse_score,
-                                     parts_to_replay_score, pool, renders_to_added_gain16, renders_to_detail16,
+                                     parts_to_partnered_replay_score, parts_to_replay_score, pool, renders_to_added_gain16,
+                                     renders_to_detail16, renders_to_partnered16, renders_to_partnered_fit16,
                                      renders_to_psnr16, renders_to_psnr16_drift, renders_to_replay_parts)
 from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_whole
 from gandit.progress import SILENT, ProgressReporter
@@ -78,6 +80,12 @@ DUPLICATE_REGION = 0.97
 #: canvas leaves at least SELF_SHIFT[0] of it (a move that small overlaps the box by 3/4), or
 #: its halves along an axis where it cannot move.
 SELF_SHIFT = (0.25, 0.5)
+#: A mixed replay's partner (``_runner_ups``) is a second source only where it removes at least
+#: this share of what the best region leaves at 16x16 (``replay.renders_to_added_gain16``): the
+#: tenth of a 0.9/0.1 mix removes 0.14-0.9 (median ~0.5, benchmark seed 1); a partner that
+#: removes a few percent is noise fitted, and naming it would misstate the recipe (measured:
+#: plain replays' best offered partners remove 0.01-0.12).
+PARTNER_MIN_GAIN = 0.2
 #: A box within this many canvas pixels of the whole canvas on every side is the whole image.
 WHOLE_TOLERANCE = 1.5
 #: The residual of a single source is searched when that source correlates at least this.
@@ -288,7 +296,6 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
     c64, c32, local = canvases({c.photo for cs in cands for c in cs})
     iw = index.canvas_size[0]
     aligned = _align(c64, c32, local, cands, q16, q, FINE, iw, train)
-    runners = _runner_ups(q, q16, aligned, (c64, local), canvases, index, desc, mdesc, extra, iw, train, threads)
 
     # Residual search: what the best single source leaves, searched and aligned in its turn.
     residual_targets, residual_rows, primary = [], [], []
@@ -319,6 +326,7 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
             residual_rows.append(i)
     res_aligned: dict[int, list[tuple[Candidate, float]]] = {}
     exact_extra: dict[int, list[WholeMatch]] = {}
+    residual_whole: dict[int, list[WholeMatch]] = {}
     if residual_rows:
         rt = torch.stack(residual_targets)
         rdesc, rmdesc = query_descriptors(rt)
@@ -326,12 +334,27 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
         rcands = [[c for c in cs if c.photo not in used] for cs, used in zip(rcands, primary)]
         for i, found in zip(residual_rows, search_whole(whole, rt, EXACT_RESIDUAL_PHOTOS, primary, threads)):
             whole_matches[i] = whole_matches[i] + found[:RESIDUAL_WHOLE_PHOTOS]
+            residual_whole[i] = found[:RESIDUAL_WHOLE_PHOTOS]
             exact_extra[i] = found[RESIDUAL_WHOLE_PHOTOS:]
         rc64, rc32, rlocal = canvases({c.photo for cs in rcands for c in cs})
         for i, al in zip(residual_rows, _align(rc64, rc32, rlocal, rcands, pool(rt, 16), rt, 1, iw, train)):
             res_aligned[i] = al
     else:
         rc64, rlocal = c64, local
+    # Partners of a mixed replay (0.9/0.1 of two photos): the residual's whole matches and
+    # best region, offered to the runner-up tests as the mix's second source.
+    partners: dict[int, list[tuple[torch.Tensor, Source]]] = {}
+    for i in residual_rows:
+        offers = [(_exact(train, w.photo, w.variant, w.flip), Source(w.photo, w.variant, None, w.flip))
+                  for w in residual_whole.get(i, [])]
+        for c, _ in res_aligned.get(i, [])[:1]:
+            box = None if is_whole(c.box, width, height) else tuple(float(v) for v in c.box)
+            offers.append((render(rc64, np.array([rlocal[c.photo]]), c.box[None], 32, np.array([c.flip]))[0],
+                           Source(c.photo, cv, box, c.flip)))
+        if offers:
+            partners[i] = offers
+    runners = _runner_ups(q, q16, aligned, (c64, local), canvases, index, desc, mdesc, extra, iw, train, threads,
+                          partners)
 
     def decide(i: int, notes: dict | None = None) -> Finding:
         pixels = np.asarray(query_pixels[i])
@@ -365,6 +388,14 @@ class RunnerUp:
     #: the most that any region tried (of other photos, or of the best region's photo elsewhere)
     #: adds to the best region in explaining the image (``replay.renders_to_added_gain16``)
     gain16: float | None = None
+    #: a mixed replay's second source, of those offered (``_runner_ups``'s ``partners``): the one
+    #: that adds most to the best region (its render (3, 32, 32) and source), or None
+    partner: tuple[torch.Tensor, Source] | None = None
+    partner_gain16: float | None = None     #: what the partner adds to the best region
+    #: with the partner in every fit (``replay.renders_to_partnered16``): the most that any region
+    #: tried adds, and the highest ratio of what the best region leaves to what another photo's does
+    partnered_gain16: float | None = None
+    partnered_ratio16: float | None = None
 
 
 def shifted_boxes(box: np.ndarray, width: float, height: float,
@@ -404,7 +435,8 @@ def shifted_boxes(box: np.ndarray, width: float, height: float,
 
 
 def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc, mdesc, extra, iw: int,
-                train: TrainPixels, threads: int) -> dict[int, RunnerUp]:
+                train: TrainPixels, threads: int,
+                partners: dict[int, list[tuple[torch.Tensor, Source]]] | None = None) -> dict[int, RunnerUp]:
     """The ratio test's runner-up of every image whose best aligned region could make a replay
     (explained variance at 16x16 beyond the replay score's honest anchor): up to
     ``RUNNER_PHOTOS`` other photos are searched and aligned at 16x16 (their ``RUNNER_FINE`` best
@@ -417,7 +449,14 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     of its alignment: a runner-up can only come out higher for it, never lower. Each region
     tried, and each of the best region's photo elsewhere, also gives the share of what the best
     region leaves that adding it would remove (``replay.renders_to_added_gain16``); the most of
-    them is the image's added gain, where a distinct region was tried."""
+    them is the image's added gain, where a distinct region was tried.
+
+    ``partners``: per image, renders (3, 32, 32) of second sources a mixed replay could have
+    (what the best source leaves, searched: ``_analyze_batch``). The one that adds most to the
+    best region, if it adds at least ``PARTNER_MIN_GAIN``, is the partner, and every region
+    tried is tested with it in every fit as well
+    (``replay.renders_to_partnered16``): a 0.9/0.1 mix's tenth is what the best region leaves,
+    and any other region, fitted to that by chance, would seem to add to it."""
     rows = [i for i, al in enumerate(aligned) if al]
     if not rows:
         return {}
@@ -432,21 +471,51 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     rows = np.array([rows[j] for j in keep])
     regions = regions[torch.as_tensor(keep)]
     best = [best[j] for j in keep]
+    # the partner of each image: the offered second source that adds most to its best region,
+    # where it adds at least PARTNER_MIN_GAIN
+    partner: list[tuple[torch.Tensor, Source] | None] = [None] * len(rows)
+    partner_gain: list[float | None] = [None] * len(rows)
+    offered = [(j, o) for j, i in enumerate(rows) for o in (partners or {}).get(int(i), [])]
+    if offered:
+        which = torch.as_tensor([j for j, _ in offered])
+        gains = renders_to_added_gain16(q[torch.as_tensor(rows)[which]], regions[which],
+                                        torch.stack([o[0] for _, o in offered]))
+        for (j, o), g in zip(offered, gains):
+            if g >= PARTNER_MIN_GAIN and (partner_gain[j] is None or g > partner_gain[j]):
+                partner[j], partner_gain[j] = o, float(g)
+    with_partner = np.array([p is not None for p in partner])
+    partner_renders = torch.stack([p[0] if p is not None else torch.zeros_like(regions[0]) for p in partner])
+
+    def partnered(which: np.ndarray, rs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The partnered gain and ratio of regions ``rs`` of images ``rows[which]`` (NaN where the
+        image has no partner)."""
+        gain, ratio = np.full(len(which), np.nan), np.full(len(which), np.nan)
+        sel = np.flatnonzero(with_partner[which]) if len(which) else np.zeros(0, int)
+        if len(sel):
+            w = torch.as_tensor(which[sel])
+            gain[sel], ratio[sel] = renders_to_partnered16(q[torch.as_tensor(rows)[w]], regions[w],
+                                                           rs[torch.as_tensor(sel)], partner_renders[w])
+        return gain, ratio
+
     # the best region's own photo, elsewhere: the same content shifted is no place of origin
     shifts = [shifted_boxes(c.box, c64.shape[-1], c64.shape[-2]) for c in best]
     self16, self_gain = [None] * len(rows), [0.0] * len(rows)
+    self_pgain = [np.nan] * len(rows)
     owner = np.repeat(np.arange(len(rows)), [len(b) for b in shifts])
     if len(owner):
         moved = render(c64, np.array([local[best[j].photo] for j in owner]), np.concatenate(shifts), 32,
                        np.array([best[j].flip for j in owner]))
         explained = renders_to_replay_parts(q[torch.as_tensor(rows[owner])], moved)[0]
         gained = renders_to_added_gain16(q[torch.as_tensor(rows[owner])], regions[torch.as_tensor(owner)], moved)
+        pgained, _ = partnered(owner, moved)
         for j in range(len(rows)):
             mine = owner == j
             self16[j] = float(explained[mine].max()) if mine.any() else None
             self_gain[j] = float(gained[mine].max()) if mine.any() else 0.0
-    # (photo, e16, pair, gain) of every region tried
-    entries: dict[int, list[tuple[int, float, float, float]]] = {j: [] for j in range(len(rows))}
+            if mine.any() and with_partner[j]:
+                self_pgain[j] = float(pgained[mine].max())
+    # (photo, e16, pair, gain, partnered gain, partnered ratio) of every region tried
+    entries: dict[int, list[tuple[int, float, float, float, float, float]]] = {j: [] for j in range(len(rows))}
 
     def add(which: np.ndarray, photos_: list[int], canvas, at: np.ndarray, boxes: np.ndarray,
             flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -456,8 +525,9 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
         explained = renders_to_replay_parts(q[torch.as_tensor(rows[which])], rs)[0]
         pair = renders_to_replay_parts(regions[torch.as_tensor(which)], rs)[0]
         gain = renders_to_added_gain16(q[torch.as_tensor(rows[which])], regions[torch.as_tensor(which)], rs)
-        for j, photo, e, p, g in zip(which, photos_, explained, pair, gain):
-            entries[int(j)].append((int(photo), float(e), float(p), float(g)))
+        pgain, pratio = partnered(which, rs)
+        for j, photo, e, p, g, pg, pr in zip(which, photos_, explained, pair, gain, pgain, pratio):
+            entries[int(j)].append((int(photo), float(e), float(p), float(g), float(pg), float(pr)))
         return explained, pair
 
     # the coarse pass's own runner-up (as ``_decide`` renders it)
@@ -493,12 +563,16 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     out: dict[int, RunnerUp] = {}
     for j, i in enumerate(rows):
         mine = entries[j]
-        duplicates = len({photo for photo, _, p, _ in mine if p >= DUPLICATE_REGION})
-        distinct = [(e, p) for _, e, p, _ in mine if p < DUPLICATE_REGION]
+        duplicates = len({photo for photo, _, p, *_ in mine if p >= DUPLICATE_REGION})
+        distinct = [(e, p) for _, e, p, *_ in mine if p < DUPLICATE_REGION]
         # no evidence from the gain where no distinct region was tried: nothing could add to it
-        gain = max([g for *_, g in mine] + [self_gain[j]]) if distinct else None
+        gain = max([m[3] for m in mine] + [self_gain[j]]) if distinct else None
         e, p = max(distinct) if distinct else (0.0, None)
-        out[int(i)] = RunnerUp(e, p, duplicates, self16[j], gain)
+        pgain = pratio = None
+        if distinct and with_partner[j]:
+            pgain = float(np.nanmax([m[4] for m in mine] + [self_pgain[j]]))
+            pratio = float(max(m[5] for m in mine if m[2] < DUPLICATE_REGION))
+        out[int(i)] = RunnerUp(e, p, duplicates, self16[j], gain, partner[j], partner_gain[j], pgain, pratio)
     return out
 
 
@@ -679,8 +753,10 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         evidence["replay_coarse"] = float(parts_to_coarse_score(e16, c8, p16, d16)[0])
         replay_source = Source(c.photo, cv, None if is_whole(c.box, width, height)
                                else tuple(float(v) for v in c.box), c.flip)
+        best_region, best_source = r, replay_source
     else:
         replay_source = None
+    mixed_sources: tuple[Source, ...] = ()   # a partnered mixed replay's sources, when it wins
 
     blend_sources: tuple[Source, ...] = ()
     if columns:
@@ -735,6 +811,30 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
                                 blend_exact_main_share=efit.main_share)
                 blend_sources = tuple(Source(keys[c][0], keys[c][1], None, keys[c][2], w)
                                       for c, w in ((efit.main, efit.weight), (efit.second, 1.0 - efit.weight)))
+    if aligned and runner_up is not None and runner_up.partner is not None \
+            and runner_up.partnered_gain16 is not None:
+        # A mixed replay fitted with its partner: its coarse agreement, and the added-gain test
+        # with the partner in every fit (``replay.parts_to_partnered_replay_score``).
+        render_, partner_source = runner_up.partner
+        mix, weight = renders_to_partnered_fit16(qi[None], best_region[None], render_[None])
+        e16, c8 = renders_to_replay_parts(qi[None], mix)
+        p16 = renders_to_psnr16_drift(qi[None], mix)
+        d16, _ = renders_to_detail16(qi[None], mix)
+        self_ratio = evidence.get("replay_self_ratio")
+        partnered = float(parts_to_partnered_replay_score(
+            e16, c8, p16, d16, np.array([runner_up.partnered_ratio16]), np.array([runner_up.partnered_gain16]),
+            None if self_ratio is None else np.array([self_ratio]))[0])
+        evidence.update(partnered_replay_explained16=float(e16[0]), partnered_replay_correlation8=float(c8[0]),
+                        partnered_replay_psnr16_drift=float(p16[0]), partnered_replay_detail16=float(d16[0]),
+                        replay_partner_gain16=float(runner_up.partner_gain16),
+                        replay_partnered_gain16=runner_up.partnered_gain16,
+                        replay_partnered_ratio16=runner_up.partnered_ratio16,
+                        replay_partnered_score=partnered)
+        if partnered >= scores["replay"] and partnered > 0.0:   # a tie names the partner too: it is a source
+            scores["replay"] = partnered
+            w = float(np.clip(weight[0], 0.0, 1.0))
+            mixed_sources = (dataclasses.replace(best_source, weight=w),
+                             dataclasses.replace(partner_source, weight=1.0 - w))
     fits = {k: scores[k] >= thresholds.get(k, 0.5) for k in KINDS}
     blend_named = len(blend_sources) >= 2
     if blend_named and fits["blend"]:
@@ -756,7 +856,9 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         crop_source = copy_source
         # the crop named is the copy's match: its verification is the copy's
         evidence["crop_point_sampled"] = evidence.get("copy_point_sampled", 0.0)
-    if kind == "blend" or (kind == "replay" and replay_source is None):
+    if kind == "replay" and mixed_sources:
+        sources = tuple(sorted(mixed_sources, key=lambda m: -m.weight))
+    elif kind == "blend" or (kind == "replay" and replay_source is None):
         sources = blend_sources
     elif kind == "copy":
         sources = (copy_source,)

@@ -205,6 +205,21 @@ def parts_to_replay_score(explained16: np.ndarray, correlation8: np.ndarray,
     return score if self_ratio is None else np.minimum(score, _part(self_ratio, "self_ratio"))
 
 
+def parts_to_partnered_replay_score(explained16: np.ndarray, correlation8: np.ndarray, psnr16: np.ndarray,
+                                    detail16: np.ndarray, partnered_ratio: np.ndarray, partnered_gain: np.ndarray,
+                                    self_ratio: np.ndarray | None = None) -> np.ndarray:
+    """The replay score of a mixed replay fitted with its partner
+    (``renders_to_partnered_fit16``): the coarse score of the mix, the added-gain test with
+    the partner in every fit up to a bounded ratio (``renders_to_partnered16``; the plain
+    ratio test is not offered: the partner is chosen to complement the best region, and a
+    ratio of a two-source fit to a one-source one says nothing), and the best region's own
+    ratio test (``self_ratio``)."""
+    gain = np.nan_to_num(_part(partnered_gain, "added_gain"), nan=0.0)
+    score = np.minimum.reduce([parts_to_coarse_score(explained16, correlation8, psnr16, detail16),
+                               gain, _part(partnered_ratio, "gained_ratio")])
+    return score if self_ratio is None else np.minimum(score, _part(self_ratio, "self_ratio"))
+
+
 def smooth16(x: torch.Tensor) -> torch.Tensor:
     """(K, 3, s, s) renders smoothed by the separable [1, 2, 1] / 4 kernel (edges replicated)."""
     k = x.new_tensor([0.25, 0.5, 0.25])
@@ -214,15 +229,22 @@ def smooth16(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.conv2d(y, k.view(1, 1, 3, 1).expand(c, 1, 3, 1), groups=c)
 
 
-def _rss(y: torch.Tensor, columns: list[torch.Tensor]) -> torch.Tensor:
-    """Residual sum of squares of the per-channel least-squares fit of ``y`` (K, 3, n) by an
-    offset and ``columns`` (each (K, 3, n)), summed over channels: (K,)."""
+def _fit(y: torch.Tensor, columns: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel least-squares fit of ``y`` (K, 3, n) by an offset and ``columns`` (each
+    (K, 3, n)): the fitted values (K, 3, n) and the coefficients (K, 3, 1 + len(columns)),
+    the offset's first."""
     x = torch.stack([torch.ones_like(y)] + columns, dim=-1)          # (K, 3, n, p)
     xtx = x.transpose(-1, -2) @ x
     xty = x.transpose(-1, -2) @ y.unsqueeze(-1)
     ridge = 1e-9 * torch.diagonal(xtx, dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
     beta = torch.linalg.solve(xtx + torch.diag_embed(ridge.expand(xtx.shape[:-1])), xty)
-    r = y - (x @ beta).squeeze(-1)
+    return (x @ beta).squeeze(-1), beta.squeeze(-1)
+
+
+def _rss(y: torch.Tensor, columns: list[torch.Tensor]) -> torch.Tensor:
+    """Residual sum of squares of the per-channel least-squares fit of ``y`` (K, 3, n) by an
+    offset and ``columns`` (each (K, 3, n)), summed over channels: (K,)."""
+    r = y - _fit(y, columns)[0]
     return (r * r).sum(dim=(-2, -1))
 
 
@@ -244,3 +266,39 @@ def renders_to_added_gain16(query: torch.Tensor, best: torch.Tensor, other: torc
     rss_b = _rss(q, [b, bs, o, os_])
     gain = (rss_a - rss_b) / rss_a.clamp_min(1e-12)
     return gain.clamp(0.0, 1.0).numpy().astype(np.float64)
+
+
+def renders_to_partnered16(query: torch.Tensor, best: torch.Tensor, other: torch.Tensor,
+                           partner: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The added-gain and ratio tests of a mixed replay (aligned (K, 3, s, s) renders): with
+    the ``partner`` (the mix's second source) and its smoothing in every fit, the share of what
+    the best region and the partner leave that the ``other`` region removes
+    (``renders_to_added_gain16`` with ``partner``), and what the best region and the partner
+    leave divided by what the other region and the partner leave (the ratio test with the
+    partner on both sides: a partner that complements the best region would make any region
+    that looks like the image fall behind it)."""
+    q, b, o, p = (pool(v, 16).double() for v in (query, best, other, partner))
+    q = q.flatten(-2)
+    cb, co, cp = ([v.flatten(-2), smooth16(v).flatten(-2)] for v in (b, o, p))
+    rss_bp = _rss(q, cb + cp)
+    rss_op = _rss(q, co + cp)
+    rss_all = _rss(q, cb + cp + co)
+    gain = ((rss_bp - rss_all) / rss_bp.clamp_min(1e-12)).clamp(0.0, 1.0)
+    ratio = rss_bp / rss_op.clamp_min(1e-12)
+    return gain.numpy().astype(np.float64), ratio.numpy().astype(np.float64)
+
+
+def renders_to_partnered_fit16(query: torch.Tensor, best: torch.Tensor,
+                               partner: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """The mixed replay of aligned (K, 3, s, s) renders of a best region and a partner: the
+    per-channel least-squares fit of the query at 16x16 by an offset, each render and its
+    smoothing (``renders_to_added_gain16``'s second fit with the partner as the other region),
+    as (K, 3, 16, 16) renders; and the best region's weight in the mix, (K,) in [0, 1]: the
+    sum of its two coefficients over the sum of both renders' (negative sums count 0), averaged
+    over the channels."""
+    q, b, p = (pool(v, 16).double() for v in (query, best, partner))
+    fit, beta = _fit(q.flatten(-2), [c.flatten(-2) for c in (b, smooth16(b), p, smooth16(p))])
+    wb = (beta[..., 1] + beta[..., 2]).clamp_min(0.0)
+    wp = (beta[..., 3] + beta[..., 4]).clamp_min(0.0)
+    weight = (wb / (wb + wp).clamp_min(1e-12)).mean(dim=-1)
+    return fit.view(q.shape).float(), weight.numpy().astype(np.float64)
