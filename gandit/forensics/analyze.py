@@ -20,7 +20,9 @@ For every submitted image, in batches (cost linear in the submission):
    no pair of candidates is and a second source of a cheater's weights could make one, every
    training photo is ranked as the second source (``_exhaustive_second_sources``) and the image
    decided again;
-5. **replay** — coarse agreement of the best aligned region or mix (``replay.py``).
+5. **replay** — coarse agreement of the best aligned region or mix (``replay.py``), tested
+   against other photos' regions (``_runner_ups``); a 0.9/0.1 mixed replay is tested with its
+   second source (the *partner*, from the residual search) in every fit, and names both.
 
 The kind is the first that fits (score ≥ its threshold) in the order copy, crop, blend,
 replay, where copy and crop fit only when a single photo explains the image (a 0.99/0.01
@@ -82,9 +84,10 @@ DUPLICATE_REGION = 0.97
 SELF_SHIFT = (0.25, 0.5)
 #: A mixed replay's partner (``_runner_ups``) is a second source only where it removes at least
 #: this share of what the best region leaves at 16x16 (``replay.renders_to_added_gain16``): the
-#: tenth of a 0.9/0.1 mix removes 0.14-0.9 (median ~0.5, benchmark seed 1); a partner that
-#: removes a few percent is noise fitted, and naming it would misstate the recipe (measured:
-#: plain replays' best offered partners remove 0.01-0.12).
+#: tenth of a 0.9/0.1 mix, where the residual search offers it, removes 0.14-0.93 (median 0.55;
+#: benchmark seed 1, 40 of 50 mixes); a partner that removes a few percent is noise fitted, and
+#: naming it would misstate the recipe (plain replays' best offered partners: median 0.03, 95%
+#: below 0.15; with no minimum, 17 flagged plain replays were named with one).
 PARTNER_MIN_GAIN = 0.2
 #: A box within this many canvas pixels of the whole canvas on every side is the whole image.
 WHOLE_TOLERANCE = 1.5
