@@ -827,10 +827,10 @@ def test_a_look_alike_counts_against_a_replay_only_where_the_image_follows_it(wo
         for i in hits:
             f = found[i]   # the photo or its twin (appended after the look-alikes), never the look-alike
             assert f.sources[0].photo in (picked[i], len(photos) + len(picked) + i), shown(found)
-            # flagged as a mix of the photo and a partner: tested with the partner in every fit
-            gain = ("replay_partnered_gain16", "partnered_gain") if len(f.sources) == 2 else \
-                ("replay_added_gain16", "added_gain")
-            assert f.evidence[gain[0]] < REPLAY_LEVELS[gain[1]][0], shown(found)
+            # a replay of one photo is named alone: no offered partner removes a fifth of what
+            # the photo leaves (measured: at most 0.18), so none is fitted or named
+            assert len(f.sources) == 1, shown(found)
+            assert f.evidence["replay_added_gain16"] < REPLAY_LEVELS["added_gain"][0], shown(found)
             assert f.evidence["replay_runner_pair16"] < DUPLICATE_REGION
     assert any(twins_r[i].evidence["replay_duplicates"] >= 1 for i in caught), shown(twins_r)
     # made between the photo and its look-alike: a replay of the photo until the look-alike is there
