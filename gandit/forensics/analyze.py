@@ -833,9 +833,11 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
                         replay_partnered_gain16=runner_up.partnered_gain16,
                         replay_partnered_ratio16=runner_up.partnered_ratio16,
                         replay_partnered_score=partnered)
-        if partnered >= scores["replay"] and partnered > 0.0:   # a tie names the partner too: it is a source
+        w = float(weight[0])
+        # a tie names the partner too: it is a source; but only where both renders add to the
+        # mix (a weight of 0 or 1: one of them is fitted with a negative sum, and is no source)
+        if partnered >= scores["replay"] and partnered > 0.0 and 0.0 < w < 1.0:
             scores["replay"] = partnered
-            w = float(np.clip(weight[0], 0.0, 1.0))
             mixed_sources = (dataclasses.replace(best_source, weight=w),
                              dataclasses.replace(partner_source, weight=1.0 - w))
     fits = {k: scores[k] >= thresholds.get(k, 0.5) for k in KINDS}

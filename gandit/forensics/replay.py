@@ -51,11 +51,11 @@ of two parts mapped onto [0, 1] between an honest and a certain level (``LEVELS`
   the partner and its smoothing in both fits: the share it adds (``replay_partnered_gain16``)
   and the ratio of what the best region and the partner leave to what that region and the
   partner leave (``replay_partnered_ratio16``, the highest of the other photos'). The mix's
-  score is the coarse score of the fitted mix, the partnered gain at the ``added_gain`` levels
-  up to the ``gained_ratio`` bound, and the own-photo ratio; the plain ratio test is not
-  offered (a two-source fit against a one-source runner-up says nothing), and the gain's levels
-  are stricter (0.06 honest, 0.03 certain): the partner also soaks up some of what a look-alike
-  would explain. A flagged mix names both photos, the best region's weight the share of the
+  score is the coarse score of the fitted mix, the partnered gain at its own levels
+  (``partnered_gain``: 0.06 honest, 0.03 certain, stricter than the plain gain's, as the partner
+  also soaks up some of what a look-alike would explain) up to the ``gained_ratio`` bound, and
+  the own-photo ratio; the plain ratio test is not offered (a two-source fit against a
+  one-source runner-up says nothing). A flagged mix names both photos, the best region's weight the share of the
   two renders' coefficients. Measured on three corpora (BENCHMARKS.md, run 33): honest photos
   whose fitted mix is beyond every coarse anchor gain at least 0.114 where the ratio is ≤ 0.6
   (one with a partial coarse score gains 0.077), replays flagged with their partner a median
@@ -295,11 +295,11 @@ def renders_to_partnered16(query: torch.Tensor, best: torch.Tensor, other: torch
                            partner: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """The added-gain and ratio tests of a mixed replay (aligned (K, 3, s, s) renders): with
     the ``partner`` (the mix's second source) and its smoothing in every fit, the share of what
-    the best region and the partner leave that the ``other`` region removes
-    (``renders_to_added_gain16`` with ``partner``), and what the best region and the partner
-    leave divided by what the other region and the partner leave (the ratio test with the
-    partner on both sides: a partner that complements the best region would make any region
-    that looks like the image fall behind it)."""
+    the best region and the partner leave that the ``other`` region removes (the fits of
+    ``renders_to_added_gain16``, the partner's columns added to both), and what the best region
+    and the partner leave divided by what the other region and the partner leave (the ratio
+    test with the partner on both sides: a partner that complements the best region would make
+    any region that looks like the image fall behind it)."""
     q, b, o, p = (pool(v, 16).double() for v in (query, best, other, partner))
     q = q.flatten(-2)
     cb, co, cp = ([v.flatten(-2), smooth16(v).flatten(-2)] for v in (b, o, p))
