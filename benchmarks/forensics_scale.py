@@ -17,9 +17,9 @@ the box index (as ``audit.train_to_box_index`` builds it: an inverted file from
 index, per-image search, alignment, decomposition and scores; given the photos themselves,
 as the audit gives them from ``--train``, for point-sampled verification), and reports
 per-image cost, the fixed cost, the extrapolation to ``--extrapolate`` images and the peak
-memory; and per kind the share flagged with its
-sources named, to compare index settings (recall proper is ``benchmarks/forensics.py``'s:
-features here are random, and the synthetic photos overlap each other).
+memory; and per kind the share flagged with its sources named, to compare index settings
+(recall proper is ``benchmarks/forensics.py``'s: features here are random, and the synthetic
+photos overlap each other), each honest photo flagged listed with its evidence.
 
     python benchmarks/forensics_scale.py [--train 20000] [--queries 2000] [--exact] [--kinds honest,...] [--json PATH]
 """
