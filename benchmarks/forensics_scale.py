@@ -119,7 +119,8 @@ def detection(findings, truth) -> dict:
             out[kind] = {"images": len(rows), "flagged": int(sum(flagged)),
                          "flagged_as": [{"query": q, "kind": f.kind, "score": round(f.score, 4),
                                          "sources": [s.photo for s in f.sources],
-                                         "evidence": {k: round(v, 4) for k, v in sorted(f.evidence.items())}}
+                                         "evidence": {k: round(v, 4) if np.isfinite(v) else None   # strict JSON
+                                                      for k, v in sorted(f.evidence.items())}}
                                         for q, (f, _), ok in zip(at, rows, flagged) if ok]}
             continue
         named = [ok and set(src) <= {s.photo for s in f.sources} for (f, src), ok in zip(rows, flagged)]
