@@ -81,14 +81,16 @@ KINDS = ("honest", "copy", "blend70", "crop")
 
 def queries(rng, honest: list[np.ndarray], train: TrainFeatures, count: int,
             kinds: tuple[str, ...] = KINDS) -> tuple[list[np.ndarray], list[tuple[str, tuple[int, ...]]]]:
-    """The submitted images and their truth: (kind, source photos), ``kinds`` in turn."""
+    """The submitted images and their truth, ``kinds`` in turn: (kind, source photos), where an
+    honest image's "source" is its index in ``honest`` (no training photo)."""
     out, truth = [], []
     m = len(train.relpaths)
     for i in range(count):
         kind = kinds[i % len(kinds)]
         if kind == "honest":
-            out.append(preprocess(honest[int(rng.integers(len(honest)))], "center-crop", SIZE))
-            truth.append((kind, ()))
+            h = int(rng.integers(len(honest)))
+            out.append(preprocess(honest[h], "center-crop", SIZE))
+            truth.append((kind, (h,)))
         elif kind == "copy":
             j = int(rng.integers(m))
             out.append(train.pixels[j, 0].copy())
@@ -105,23 +107,22 @@ def queries(rng, honest: list[np.ndarray], train: TrainFeatures, count: int,
     return out, truth
 
 
-def detection(findings, truth) -> dict:
-    """Per kind: share flagged with its first source named (blends: both named); honest: share
-    flagged. The synthetic training photos are random crops of a few hundred pictures, so they
+def detection(findings, truth, honest_paths: list[str]) -> dict:
+    """Per kind: share flagged with its first source named (blends: both named); honest: how
+    many are flagged, each with its photo (``honest_paths``) and evidence. The synthetic training photos are random crops of a few hundred pictures, so they
     overlap each other: a copy may be named after an overlapping twin (counted as missed here)."""
     out = {}
     for kind in dict.fromkeys(k for k, _ in truth):
         rows = [(f, src) for f, (k, src) in zip(findings, truth) if k == kind]
-        at = [i for i, (k, _) in enumerate(truth) if k == kind]
         flagged = [f.kind is not None and f.score >= 0.5 for f, _ in rows]
         if kind == "honest":
             # each false flag with what decided it, for a reviewer to look at
             out[kind] = {"images": len(rows), "flagged": int(sum(flagged)),
-                         "flagged_as": [{"query": q, "kind": f.kind, "score": round(f.score, 4),
+                         "flagged_as": [{"photo": honest_paths[h], "kind": f.kind, "score": round(f.score, 4),
                                          "sources": [s.photo for s in f.sources],
                                          "evidence": {k: round(v, 4) if np.isfinite(v) else None   # strict JSON
                                                       for k, v in sorted(f.evidence.items())}}
-                                        for q, (f, _), ok in zip(at, rows, flagged) if ok]}
+                                        for (f, (h,)), ok in zip(rows, flagged) if ok]}
             continue
         named = [ok and set(src) <= {s.photo for s in f.sources} for (f, src), ok in zip(rows, flagged)]
         out[kind] = {"images": len(rows), "flagged": round(float(np.mean(flagged)), 3),
@@ -149,7 +150,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     train_src = [load_photo(root / i["path"]) for i in manifest["images"] if i["split"] == "train"]
-    honest_src = [load_photo(root / i["path"]) for i in manifest["images"] if i["split"] == "honest"]
+    honest_paths = [i["path"] for i in manifest["images"] if i["split"] == "honest"]
+    honest_src = [load_photo(root / p) for p in honest_paths]
     train, cuts = synthetic_train(rng, train_src, args.train)
 
     def photos(j: int) -> np.ndarray:   # the training photos themselves, as the audit's --train loader gives them
@@ -179,7 +181,7 @@ def main() -> None:
         "box_index_mb": round(index.vectors.nbytes / 2**20, 1),
         "findings_seconds": round(t_find, 1), "seconds_per_image": round(per_image, 4),
         f"extrapolated_{args.extrapolate}_seconds": round(t_index + per_image * args.extrapolate, 0),
-        "detection": detection(findings, truth),
+        "detection": detection(findings, truth, honest_paths),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
     }
     text = json.dumps(report, indent=2)
