@@ -109,8 +109,9 @@ def queries(rng, honest: list[np.ndarray], train: TrainFeatures, count: int,
 
 def detection(findings, truth, honest_paths: list[str]) -> dict:
     """Per kind: share flagged with its first source named (blends: both named); honest: how
-    many are flagged, each with its photo (``honest_paths``) and evidence. The synthetic training photos are random crops of a few hundred pictures, so they
-    overlap each other: a copy may be named after an overlapping twin (counted as missed here)."""
+    many are flagged, each with its photo (``honest_paths``) and evidence. The synthetic training
+    photos are random crops of a few hundred pictures, so they overlap each other: a copy may be
+    named after an overlapping twin (counted as missed here)."""
     out = {}
     for kind in dict.fromkeys(k for k, _ in truth):
         rows = [(f, src) for f, (k, src) in zip(findings, truth) if k == kind]
