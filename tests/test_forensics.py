@@ -552,6 +552,43 @@ def test_a_sky_whose_bands_run_across_is_no_place_of_origin(source, down, smalle
                for f in close), [(f.evidence["replay_explained16"], f.evidence.get("replay_self16")) for f in close]
 
 
+@pytest.mark.parametrize("down", [1.5, 3.0])
+def test_a_streak_that_runs_across_is_no_place_of_a_crop(down):
+    """Training holds the left half of a photo blurred along x as by the camera's motion (coffee,
+    ``down`` pixels down, 300 across: streaks with detail down the picture); honest images are
+    JPEG tiles of its right half. A crop of the left half reproduces one of them at about 40 dB
+    (crop score 0.62-0.65 before the place was tested), as a crop of any stretch of the streaks
+    would: slid along them, the box leaves as much unexplained. True crops of the left half
+    reproduce it to about its resampling and stay flagged, naming it."""
+    rng = np.random.default_rng(5)
+    src = sd.coffee().astype(np.float64)
+    streak = np.stack([gaussian_filter(src[..., c], (down, 300), mode="reflect") for c in range(3)], axis=-1)
+    streak = np.clip(np.round(streak + rng.normal(0, 0.6, streak.shape)), 0, 255).astype(np.uint8)
+    w = streak.shape[1]
+    left, right = streak[:, :w // 2 - 10], streak[:, w // 2 + 10:]
+    others = tiles([sd.astronaut(), sd.chelsea(), sd.rocket()], 3, rng)
+    honest = []
+    for _ in range(16):
+        tile = Image.fromarray(np.ascontiguousarray(random_tile(rng, right, 1 / 3))).resize((64, 64), Image.LANCZOS)
+        buf = io.BytesIO()
+        tile.save(buf, "JPEG", quality=90)
+        honest.append(np.asarray(Image.open(buf).convert("RGB")))
+    crops = []
+    for k in range(16):
+        x, y, cw, ch = random_crop(rng, left)
+        crops.append(np.asarray(Image.fromarray(np.ascontiguousarray(left[y:y + ch, x:x + cw])).resize((64, 64),
+                                                                                                    FILTERS[k % 4])))
+    found_honest, found_crops = analyse_against([left] + others, honest, crops)
+    assert not any(f.kind is not None and f.score >= 0.5 for f in found_honest), \
+        [(f.kind, round(f.score, 3), f.evidence.get("crop_psnr"), f.evidence.get("crop_slide_ratio"))
+         for f in found_honest]
+    close = [f for f in found_honest if f.evidence.get("crop_psnr", 0.0) > 36.0]
+    assert close, "a crop of the left half must reproduce some honest tile closely"
+    assert all(f.evidence["crop_slide_ratio"] > 0.7 for f in close)
+    named = [f.kind in ("crop", "copy") and f.score >= 0.5 and f.sources[0].photo == 0 for f in found_crops]
+    assert sum(named) >= 15, [(f.kind, round(f.score, 3), f.evidence.get("crop_slide_ratio")) for f in found_crops]
+
+
 def test_shifted_boxes_move_along_axes_and_diagonals_within_the_canvas():
     from gandit.forensics.analyze import SELF_SHIFT, shifted_boxes
 
@@ -569,6 +606,24 @@ def test_shifted_boxes_move_along_axes_and_diagonals_within_the_canvas():
     narrow = shifted_boxes(np.array([2.0, 20.0, 56.0, 30.0]), 64, 64)   # 6 px of room across: under 1/4 of 56
     assert {tuple(b) for b in narrow} == {(2, 5, 56, 30), (2, 34, 56, 30), (2, 20, 28, 30), (30, 20, 28, 30)}
     assert SELF_SHIFT == (0.25, 0.5)
+
+
+def test_slid_boxes_move_each_way_along_each_axis_or_narrow_where_they_cannot():
+    from gandit.forensics.analyze import CROP_SLIDE, slid_boxes
+
+    assert CROP_SLIDE == 1 / 16
+    box = np.array([16.0, 8.0, 32.0, 48.0])        # room on every side: 2 px across, 3 px down
+    assert {tuple(b) for b in slid_boxes(box, 64, 64)} == \
+        {(14, 8, 32, 48), (18, 8, 32, 48), (16, 5, 32, 48), (16, 11, 32, 48)}
+    edge = slid_boxes(np.array([0.0, 0.0, 40.0, 40.0]), 64, 64)       # only right and down
+    assert {tuple(b) for b in edge} == {(2.5, 0, 40, 40), (0, 2.5, 40, 40)}
+    # 1 px of room either way across (under 1/16 of 60): narrowed by 1/8 about its centre
+    wide = slid_boxes(np.array([1.0, 10.0, 62.0, 32.0]), 64, 64)
+    assert {tuple(b) for b in wide} == {(1 + 62 / 16, 10, 62 - 62 / 8, 32), (1, 8, 62, 32), (1, 12, 62, 32)}
+    whole = slid_boxes(np.array([0.0, 0.0, 64.0, 64.0]), 64, 64)
+    assert {tuple(b) for b in whole} == {(4, 0, 56, 64), (0, 4, 64, 56)}
+    for b in np.concatenate([edge, wide, whole]):
+        assert b[0] >= 0 and b[1] >= 0 and b[0] + b[2] <= 64 and b[1] + b[3] <= 64
 
 
 def test_analysis_is_deterministic_with_any_number_of_workers(world):
