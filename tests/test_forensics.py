@@ -626,6 +626,44 @@ def test_slid_boxes_move_each_way_along_each_axis_or_narrow_where_they_cannot():
         assert b[0] >= 0 and b[1] >= 0 and b[0] + b[2] <= 64 and b[1] + b[3] <= 64
 
 
+def test_only_candidates_that_could_fit_are_refined_at_32x32(world, monkeypatch):
+    """The fine pass refines a candidate only where its coarse correlation reaches
+    ``FINE_MIN_CORRELATION``: honest images' candidates mostly keep their coarse boxes, and
+    crops, replays and honest images come out as when every candidate is refined (same kind,
+    photo, box within a canvas pixel, score within 0.02)."""
+    import gandit.forensics.analyze as analyze
+
+    rng, photos, honest, _, _ = world
+    queries = list(honest[:12])
+    for i in range(12):
+        j = int(rng.integers(len(photos)))
+        x, y, w, h = random_crop(rng, photos[j])
+        crop = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), FILTERS[i % 4]))
+        queries += [crop, replay_of(rng, photos[j])]
+    refined = []
+    real = analyze.refine_boxes
+
+    def counting(*args, **kwargs):
+        if kwargs.get("first_step") == analyze.FINE_STEPS[0] and kwargs.get("max_iterations", 1) > 0:
+            refined.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analyze, "refine_boxes", counting)
+    gated, gated_rows = run(world, queries, workers=1), sum(refined)
+    refined.clear()
+    monkeypatch.setattr(analyze, "FINE_MIN_CORRELATION", -np.inf)
+    monkeypatch.setattr(analyze, "RESIDUAL_FINE_MIN_CORRELATION", -np.inf)
+    every, every_rows = run(world, queries, workers=1), sum(refined)
+    print("candidates refined at 32x32", gated_rows, "of", every_rows)
+    assert gated_rows < 0.9 * every_rows, (gated_rows, every_rows)
+    for a, b in zip(gated, every):
+        assert (a.kind, a.score >= 0.5) == (b.kind, b.score >= 0.5), (a, b)
+        assert abs(a.score - b.score) <= 0.02
+        if a.sources and a.sources[0].box is not None:
+            assert a.sources[0].photo == b.sources[0].photo
+            assert np.abs(np.subtract(a.sources[0].box, b.sources[0].box)).max() <= 1.0
+
+
 def test_analysis_is_deterministic_with_any_number_of_workers(world):
     """Same findings, evidence included, run after run, and whether the images are analysed in
     one batch or in several batches on threads at once."""

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from gandit.forensics.align import (BoxIndex, Candidate, correlation, images_to_tensor, query_descriptors,
-                                    refine_boxes, render, search_candidates)
+from gandit.forensics.align import (REFINE_MAX_ITERATIONS, BoxIndex, Candidate, correlation, images_to_tensor,
+                                    query_descriptors, refine_boxes, render, search_candidates)
 from gandit.forensics.blend import (exact_pair_to_blend, main_column, second_source_candidates,
                                     second_source_possible, sources_to_blend)
 from gandit.forensics import KINDS
@@ -65,6 +65,16 @@ PHOTOS = 3
 STARTS = 2
 #: Aligned candidates kept after the coarse pass, per image.
 FINE = 2
+#: A candidate kept whose coarse correlation (16x16) is below this is not refined at 32x32: its
+#: coarse box stands (its 32x32 correlation is measured once). No detector can fit from it: a
+#: crop needs 0.93 of the image explained at 32x32 (correlation ≥ 0.96), the replay's gate 0.8 at
+#: 16x16 (≥ 0.89), and the fine pass adds little (95% of benchmark crops' correlations gain ≤ 0.013
+#: at 32x32); half of honest images' candidates are below it (at 20,000 training photos). For
+#: the residual (``_analyze_batch``), whose region is a blend's or mixed replay's second source,
+#: a lower level: RESIDUAL_FINE_MIN_CORRELATION (most residuals of honest images, copies and
+#: crops are noise, below it).
+FINE_MIN_CORRELATION = 0.75
+RESIDUAL_FINE_MIN_CORRELATION = 0.5
 #: Pattern-search steps (first, last) of the coarse pass (16x16 on the half canvas, half-canvas
 #: pixels) and of the fine pass (32x32 on the canvas, canvas pixels).
 COARSE_STEPS = (2.0, 0.25)
@@ -203,10 +213,11 @@ def is_whole(box: np.ndarray, width: int, height: int) -> bool:
 
 def _align(canvas64: torch.Tensor, canvas32: torch.Tensor, local: dict[int, int], cands: list[list[Candidate]],
            q16: torch.Tensor, q32: torch.Tensor, keep: int, index_width: int,
-           train: TrainPixels) -> list[list[tuple[Candidate, float]]]:
+           train: TrainPixels, fine_min: float = FINE_MIN_CORRELATION) -> list[list[tuple[Candidate, float]]]:
     """Coarse (16x16 on the half canvas) then fine (32x32 on the canvas) refinement of every
-    query's candidates at once (boxes in pixels of an index canvas ``index_width`` wide).
-    Per query, the ``keep`` best as (candidate with its box refined in canvas pixels, correlation)."""
+    query's candidates at once (boxes in pixels of an index canvas ``index_width`` wide); a
+    candidate whose coarse correlation is below ``fine_min`` keeps its coarse box. Per query,
+    the ``keep`` best as (candidate with its box refined in canvas pixels, correlation at 32x32)."""
     rows = [(qi, c) for qi, cs in enumerate(cands) for c in cs]
     out: list[list[tuple[Candidate, float]]] = [[] for _ in cands]
     if not rows:
@@ -227,9 +238,15 @@ def _align(canvas64: torch.Tensor, canvas32: torch.Tensor, local: dict[int, int]
                 seen.add(rows[r][1].photo)
                 chosen.append(r)
     chosen = np.array(chosen, dtype=np.int64)
-    fine, corr = refine_boxes(canvas64, photo[chosen], coarse[chosen] * 2.0, flip[chosen],
-                              q32[torch.as_tensor(qidx[chosen])], first_step=FINE_STEPS[0],
-                              last_step=FINE_STEPS[1], photo_aspect=aspect[chosen])
+    refine = corr[chosen] >= fine_min
+    fine, corr = np.zeros((len(chosen), 4)), np.zeros(len(chosen))
+    for sel, iterations in ((refine, REFINE_MAX_ITERATIONS), (~refine, 0)):
+        if sel.any():
+            at = chosen[sel]
+            fine[sel], corr[sel] = refine_boxes(canvas64, photo[at], coarse[at] * 2.0, flip[at],
+                                                q32[torch.as_tensor(qidx[at])], first_step=FINE_STEPS[0],
+                                                last_step=FINE_STEPS[1], max_iterations=iterations,
+                                                photo_aspect=aspect[at])
     for j, r in enumerate(chosen):
         c = rows[r][1]
         out[qidx[r]].append((Candidate(c.photo, fine[j], bool(flip[r]), c.distance), float(corr[j])))
@@ -362,7 +379,9 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
             residual_whole[i] = found[:RESIDUAL_WHOLE_PHOTOS]
             exact_extra[i] = found[RESIDUAL_WHOLE_PHOTOS:]
         rc64, rc32, rlocal = canvases({c.photo for cs in rcands for c in cs})
-        for i, al in zip(residual_rows, _align(rc64, rc32, rlocal, rcands, pool(rt, 16), rt, 1, iw, train)):
+        residual_aligned = _align(rc64, rc32, rlocal, rcands, pool(rt, 16), rt, 1, iw, train,
+                                  RESIDUAL_FINE_MIN_CORRELATION)
+        for i, al in zip(residual_rows, residual_aligned):
             res_aligned[i] = al
     else:
         rc64, rlocal = c64, local
