@@ -69,10 +69,10 @@ FINE = 2
 #: coarse box stands (its 32x32 correlation is measured once). No detector can fit from it: a
 #: crop needs 0.93 of the image explained at 32x32 (correlation ≥ 0.96), the replay's gate 0.8 at
 #: 16x16 (≥ 0.89), and the fine pass adds little (95% of benchmark crops' correlations gain ≤ 0.013
-#: at 32x32); half of honest images' candidates are below it (at 20,000 training photos). For
+#: at 32x32); 60% of honest images' candidates are below it among 20,000 training photos. For
 #: the residual (``_analyze_batch``), whose region is a blend's or mixed replay's second source,
-#: a lower level: RESIDUAL_FINE_MIN_CORRELATION (most residuals of honest images, copies and
-#: crops are noise, below it).
+#: a lower level, RESIDUAL_FINE_MIN_CORRELATION: the residuals of honest images, copies and crops
+#: are mostly noise (72% of honest images' residual candidates are below it).
 FINE_MIN_CORRELATION = 0.75
 RESIDUAL_FINE_MIN_CORRELATION = 0.5
 #: Pattern-search steps (first, last) of the coarse pass (16x16 on the half canvas, half-canvas
