@@ -486,6 +486,18 @@ def random_tile(rng, photo, smallest):
     return photo[y:y + ch, x:x + cw]
 
 
+def jpeg_tiles(rng, picture, smallest, count=16):
+    """``count`` honest images: random tiles of ``picture`` (``random_tile``), resized to 64x64
+    with LANCZOS and saved as JPEG (quality 90), as a photographer's own pictures of the scene."""
+    out = []
+    for _ in range(count):
+        tile = Image.fromarray(np.ascontiguousarray(random_tile(rng, picture, smallest))).resize((64, 64), Image.LANCZOS)
+        buf = io.BytesIO()
+        tile.save(buf, "JPEG", quality=90)
+        out.append(np.asarray(Image.open(buf).convert("RGB")))
+    return out
+
+
 def test_a_smooth_sky_is_no_evidence_unless_reproduced_to_its_rounding():
     """Training holds the left half of a smooth sky; honest images are JPEG tiles of its right
     half. The left half, whole or a region of it, reproduces some of them at 36-40 dB and
@@ -497,12 +509,7 @@ def test_a_smooth_sky_is_no_evidence_unless_reproduced_to_its_rounding():
     w = sky.shape[1]
     left, right = sky[:, :w // 2 - 10], sky[:, w // 2 + 10:]
     others = tiles([sd.astronaut(), sd.chelsea(), sd.rocket()], 3, rng)
-    honest = []
-    for _ in range(16):
-        tile = Image.fromarray(np.ascontiguousarray(random_tile(rng, right, 1 / 3))).resize((64, 64), Image.LANCZOS)
-        buf = io.BytesIO()
-        tile.save(buf, "JPEG", quality=90)
-        honest.append(np.asarray(Image.open(buf).convert("RGB")))
+    honest = jpeg_tiles(rng, right, 1 / 3)
     crops = [np.asarray(Image.fromarray(np.ascontiguousarray(random_tile(rng, left, 0.7))).resize((64, 64), f))
              for f in [Image.LANCZOS, Image.BILINEAR, Image.BICUBIC] * 5 + [Image.LANCZOS]]
     found_honest, found_crops = analyse_against([left] + others, honest, crops)
@@ -536,12 +543,7 @@ def test_a_sky_whose_bands_run_across_is_no_place_of_origin(source, down, smalle
     w = sky.shape[1]
     left, right = sky[:, :w // 2 - 10], sky[:, w // 2 + 10:]
     others = tiles([sd.astronaut(), sd.chelsea(), sd.rocket()], 3, rng)
-    honest = []
-    for _ in range(16):
-        tile = Image.fromarray(np.ascontiguousarray(random_tile(rng, right, smallest))).resize((64, 64), Image.LANCZOS)
-        buf = io.BytesIO()
-        tile.save(buf, "JPEG", quality=90)
-        honest.append(np.asarray(Image.open(buf).convert("RGB")))
+    honest = jpeg_tiles(rng, right, smallest)
     found, = analyse_against([left] + others, honest)
     assert not any(f.kind is not None and f.score >= 0.5 for f in found), \
         [(f.kind, round(f.score, 3), f.evidence.get("replay_explained16"), f.evidence.get("replay_self16"))
@@ -561,18 +563,11 @@ def test_a_streak_that_runs_across_is_no_place_of_a_crop(down):
     would: slid along them, the box leaves as much unexplained. True crops of the left half
     reproduce it to about its resampling and stay flagged, naming it."""
     rng = np.random.default_rng(5)
-    src = sd.coffee().astype(np.float64)
-    streak = np.stack([gaussian_filter(src[..., c], (down, 300), mode="reflect") for c in range(3)], axis=-1)
-    streak = np.clip(np.round(streak + rng.normal(0, 0.6, streak.shape)), 0, 255).astype(np.uint8)
+    streak = band_sky(rng, sd.coffee(), down)   # blurred far more across than down: streaks
     w = streak.shape[1]
     left, right = streak[:, :w // 2 - 10], streak[:, w // 2 + 10:]
     others = tiles([sd.astronaut(), sd.chelsea(), sd.rocket()], 3, rng)
-    honest = []
-    for _ in range(16):
-        tile = Image.fromarray(np.ascontiguousarray(random_tile(rng, right, 1 / 3))).resize((64, 64), Image.LANCZOS)
-        buf = io.BytesIO()
-        tile.save(buf, "JPEG", quality=90)
-        honest.append(np.asarray(Image.open(buf).convert("RGB")))
+    honest = jpeg_tiles(rng, right, 1 / 3)
     crops = []
     for k in range(16):
         x, y, cw, ch = random_crop(rng, left)

@@ -497,6 +497,16 @@ def slid_boxes(box: np.ndarray, width: float, height: float, frac: float = CROP_
     return np.asarray(out, dtype=np.float64).reshape(-1, 4)
 
 
+def renders_to_slide_ratio(query: torch.Tensor, here: torch.Tensor, slid: torch.Tensor) -> float:
+    """The slide ratio (``CROP_SLIDE``) of (3, 32, 32) ``query`` against its region's render
+    ``here`` and the renders (S, 3, 32, 32) of the region slid (``slid_boxes``): what ``here``
+    leaves unexplained over what the best slid render leaves."""
+    q = query.permute(1, 2, 0).numpy().astype(np.float64)
+    _, explained = thumbnails_to_agreement(q[None], torch.cat([here[None], slid]).permute(0, 2, 3, 1).numpy()
+                                           .astype(np.float64))
+    return float((1.0 - explained[0]) / max(1.0 - float(explained[1:].max()), 1e-6))
+
+
 def slide_ratio_to_part(ratio: np.ndarray) -> np.ndarray:
     """How much the crop's place singles it out: 1 up to ``CROP_SLIDE_RATIO``'s certain
     anchor, 0 from its honest anchor, linear between."""
@@ -785,12 +795,8 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             # the look-elsewhere test on the box's own place (``CROP_SLIDE``)
             c64, local = primary_canvas
             slid = slid_boxes(c.box, c64.shape[-1], c64.shape[-2])
-            moved = render(c64, np.full(len(slid), local[c.photo]), slid, 32, np.full(len(slid), c.flip))
-            _, e_slid = thumbnails_to_agreement(qi.permute(1, 2, 0).numpy().astype(np.float64)[None],
-                                                moved.permute(0, 2, 3, 1).numpy().astype(np.float64))
-            _, e_here = thumbnails_to_agreement(qi.permute(1, 2, 0).numpy().astype(np.float64),
-                                                r.permute(1, 2, 0).numpy().astype(np.float64))
-            slide = float((1.0 - e_here) / max(1.0 - float(e_slid.max()), 1e-6))
+            slide = renders_to_slide_ratio(qi, r, render(c64, np.full(len(slid), local[c.photo]), slid, 32,
+                                                         np.full(len(slid), c.flip)))
             part = float(slide_ratio_to_part(slide))
             evidence.update(crop_slide_ratio=slide, crop_slide_part=part)
             if part < 1.0 and s > 0.0:
