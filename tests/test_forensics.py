@@ -659,6 +659,54 @@ def test_only_candidates_that_could_fit_are_refined_at_32x32(world, monkeypatch)
             assert np.abs(np.subtract(a.sources[0].box, b.sources[0].box)).max() <= 1.0
 
 
+def test_images_a_copy_crop_or_blend_explains_with_certainty_skip_the_runner_up_search(world, monkeypatch):
+    """The runner-up search (``_runner_ups``) only feeds the replay score, and a replay is only
+    chosen when no copy, crop or blend fits: images that one explains with certainty (score 1,
+    which fits at every threshold) are not searched. They come out with the kind, score, scores
+    of the other kinds and sources they get when every image is searched, and say that their
+    replay score is from the reduced test (``evidence.replay_reduced``); replays and honest
+    images come out exactly as before."""
+    import gandit.forensics.analyze as analyze
+
+    rng, photos, honest, _, _ = world
+    queries = list(honest[:6])
+    for i in range(6):
+        j = int(rng.integers(len(photos)))
+        x, y, w, h = random_crop(rng, photos[j])
+        crop = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), FILTERS[i % 4]))
+        a, b = (preprocess(photos[k], "center-crop", (64, 64)).astype(np.float64)
+                for k in rng.choice(len(photos), 2, replace=False))
+        queries += [preprocess(photos[j], "center-crop", (64, 64)), crop, np.round(0.7 * a + 0.3 * b).astype(np.uint8),
+                    replay_of(rng, photos[j])]
+    searched = []
+    real, is_certain = analyze._runner_ups, analyze.is_certain
+
+    def counting(*args, **kwargs):
+        found = real(*args, **kwargs)
+        searched.append(len(found))
+        return found
+
+    monkeypatch.setattr(analyze, "_runner_ups", counting)
+    skipping, skipping_searched = run(world, queries, workers=1), sum(searched)
+    searched.clear()
+    monkeypatch.setattr(analyze, "is_certain", lambda finding: False)
+    every, every_searched = run(world, queries, workers=1), sum(searched)
+    certain = [is_certain(f) for f in every]
+    print("images searched", skipping_searched, "of", every_searched, "; certain", sum(certain))
+    assert sum(certain) >= 12 and skipping_searched <= every_searched - 12, (skipping_searched, every_searched)
+    for i, (a, b) in enumerate(zip(skipping, every)):
+        assert (a.kind, a.score, a.sources) == (b.kind, b.score, b.sources), i
+        assert {k: v for k, v in a.scores.items() if k != "replay"} == {k: v for k, v in b.scores.items()
+                                                                        if k != "replay"}, i
+        if certain[i]:
+            assert a.evidence.get("replay_reduced") == 1.0 and a.kind in ("copy", "crop", "blend"), i
+        else:
+            assert "replay_reduced" not in a.evidence and (a.scores, a.evidence) == (b.scores, b.evidence), i
+    kinds = [f.kind for f in skipping]
+    assert kinds[6::4].count("copy") + kinds[6::4].count("crop") >= 5 and kinds[7::4].count("crop") >= 5, kinds
+    assert kinds[8::4].count("blend") >= 5 and kinds[9::4].count("replay") >= 4, kinds
+
+
 def test_analysis_is_deterministic_with_any_number_of_workers(world):
     """Same findings, evidence included, run after run, and whether the images are analysed in
     one batch or in several batches on threads at once."""

@@ -397,8 +397,7 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
                            Source(c.photo, cv, box, c.flip)))
         if offers:
             partners[i] = offers
-    runners = _runner_ups(q, q16, aligned, (c64, local), canvases, index, desc, mdesc, extra, iw, train, threads,
-                          partners)
+    runners: dict[int, RunnerUp] = {}
 
     def decide(i: int, notes: dict | None = None) -> Finding:
         pixels = np.asarray(query_pixels[i])
@@ -407,8 +406,16 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
                        None if photos is None else (pixels, photos), pixels, exact_extra.get(i, []), notes,
                        runners.get(i))
 
+    # Every image is decided first with the coarse pass's runner-up; the runner-up search is
+    # for those that no copy, crop or blend explains with certainty, and they are decided again.
     notes = [{} for _ in range(len(q))]
     out = [decide(i, notes[i]) for i in range(len(q))]
+    certain = [is_certain(f) for f in out]
+    runners.update(_runner_ups(q, q16, aligned, (c64, local), canvases, index, desc, mdesc, extra, iw, train,
+                               threads, partners, [i for i in range(len(q)) if not certain[i]]))
+    for i in sorted(runners):
+        notes[i] = {}
+        out[i] = decide(i, notes[i])
     # Near-exact images no pair of candidates explains, where a second source of a cheater's
     # weights could (``blend.second_source_possible``): a second source the searches above missed
     # is looked for among every training photo, and the image decided again with them.
@@ -418,6 +425,8 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
             known = {(w.photo, w.flip) for w in exact_extra.get(i, [])}
             exact_extra[i] = exact_extra.get(i, []) + [w for w in more if (w.photo, w.flip) not in known]
             out[i] = decide(i)
+    for i in np.flatnonzero(certain):   # their replay score is from the coarse pass's runner-up
+        out[i].evidence["replay_reduced"] = 1.0
     return out
 
 
@@ -514,9 +523,18 @@ def slide_ratio_to_part(ratio: np.ndarray) -> np.ndarray:
     return np.clip((hi - np.asarray(ratio, dtype=np.float64)) / (hi - lo), 0.0, 1.0)
 
 
+def is_certain(finding: Finding) -> bool:
+    """Whether a copy, crop or blend explains the image with certainty (score 1): it then fits
+    at every threshold (thresholds lie in [0, 1]) and comes before a replay, so no replay test
+    can change its kind, score or sources."""
+    return (finding.scores["copy"] >= 1.0 or finding.scores["crop"] >= 1.0
+            or (finding.kind == "blend" and finding.score >= 1.0))
+
+
 def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc, mdesc, extra, iw: int,
                 train: TrainPixels, threads: int,
-                partners: dict[int, list[tuple[torch.Tensor, Source]]] | None = None) -> dict[int, RunnerUp]:
+                partners: dict[int, list[tuple[torch.Tensor, Source]]] | None = None,
+                images: list[int] | None = None) -> dict[int, RunnerUp]:
     """The ratio test's runner-up of every image whose best aligned region could make a replay
     (explained variance at 16x16 beyond the replay score's honest anchor): up to
     ``RUNNER_PHOTOS`` other photos are searched and aligned at 16x16 (their ``RUNNER_FINE`` best
@@ -536,8 +554,10 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     best region, if it adds at least ``PARTNER_MIN_GAIN``, is the partner, and every region
     tried is tested with it in every fit as well
     (``replay.renders_to_partnered16``): a 0.9/0.1 mix's tenth is what the best region leaves,
-    and any other region, fitted to that by chance, would seem to add to it."""
-    rows = [i for i, al in enumerate(aligned) if al]
+    and any other region, fitted to that by chance, would seem to add to it.
+
+    ``images``: the images to test (indices into ``aligned``); None: all."""
+    rows = [i for i in (range(len(aligned)) if images is None else images) if aligned[i]]
     if not rows:
         return {}
     c64, local = primary_canvas
