@@ -117,7 +117,7 @@ def render(report: dict) -> str:
          f"{warm['process_wall_s']:.2f}"),
         ("peak RSS (MiB)", f"{cold['peak_rss_mib']:.0f}", f"{warm['peak_rss_mib']:.0f}"),
         ("images through Inception", f"{cold['inception_forwards']}", f"{warm['inception_forwards']}"),
-        ("cache entries hit / missed (Inception + thumbnails)", f"{cold['cache_hits']} / {cold['cache_misses']}",
+        ("cache entries hit / missed (Inception, thumbnails, box index)", f"{cold['cache_hits']} / {cold['cache_misses']}",
          f"{warm['cache_hits']} / {warm['cache_misses']}"),
         ("flagged images", f"{cold['flagged']} of {cold['images']}", f"{warm['flagged']} of {warm['images']}"),
         ("verdict / FID", f"{cold['verdict']} / {cold['fid']:.4f}", f"{warm['verdict']} / {warm['fid']:.4f}"),

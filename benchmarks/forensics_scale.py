@@ -12,7 +12,8 @@ honest submission).
 
 It times what the audit adds to a plain FID/MiFID run, in the order the audit runs it:
 the box index (as ``audit.train_to_box_index`` builds it: an inverted file from
-``align.IVF_MIN_ROWS`` rows on; ``--exact`` keeps the exact scan), then
+``align.IVF_MIN_ROWS`` rows on; ``--exact`` keeps the exact scan; ``--cache DIR`` builds it
+through the audit's cache, so that a second run times the warm case, its arrays loaded), then
 ``audit.images_to_findings`` (Inception and pixel neighbours, copy detector, whole-image
 index, per-image search, alignment, decomposition and scores; given the photos themselves,
 as the audit gives them from ``--train``, for point-sampled verification), and reports
@@ -21,7 +22,8 @@ memory; and per kind the share flagged with its sources named, to compare index 
 (recall proper is ``benchmarks/forensics.py``'s: features here are random, and the synthetic
 photos overlap each other), each honest photo flagged listed with its evidence.
 
-    python benchmarks/forensics_scale.py [--train 20000] [--queries 2000] [--exact] [--kinds honest,...] [--json PATH]
+    python benchmarks/forensics_scale.py [--train 20000] [--queries 2000] [--exact] [--kinds honest,...]
+                                         [--cache DIR] [--json PATH]
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gandit.audit import images_to_findings  # noqa: E402
+from gandit.audit import images_to_findings, train_to_box_index  # noqa: E402
 from gandit.calibrate.attacks import blend_images, crop_resize, random_crop_box  # noqa: E402
 from gandit.dataset import load_photo, preprocess  # noqa: E402
+from gandit.features.cache import FeatureCache  # noqa: E402
 from gandit.features.embed import TrainFeatures  # noqa: E402
 from gandit.features.inception import FEATURE_DIM  # noqa: E402
 from gandit.forensics.align import IVF_MIN_ROWS, canvases_to_box_index  # noqa: E402
@@ -139,6 +142,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--exact", action="store_true", help="exact box index at any size (no inverted file)")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep the box index's arrays in this feature cache, as the audit does: a second run "
+                         "with the same --train and --seed loads them (the warm case)")
     ap.add_argument("--kinds", default=",".join(KINDS),
                     help=f"kinds of submitted images, in turn (of {', '.join(KINDS)}); e.g. 'honest' for "
                          "an honest submission, whose images mostly stop before the replay tests")
@@ -146,6 +152,8 @@ def main() -> None:
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if not kinds or set(kinds) - set(KINDS):
         ap.error(f"--kinds: expected some of {', '.join(KINDS)}, got {args.kinds!r}")
+    if args.exact and args.cache:
+        ap.error("--exact and --cache: the audit caches its default index only")
     root = corpus_dir()
     manifest = json.loads((root / "manifest.json").read_text())
     rng = np.random.default_rng(args.seed)
@@ -165,8 +173,12 @@ def main() -> None:
     del honest_src
 
     t0 = time.perf_counter()
-    index = canvases_to_box_index(train.thumbs[:, train.canvas_variant],
-                                  ivf_min_rows=np.iinfo(np.int64).max if args.exact else IVF_MIN_ROWS)
+    cache = FeatureCache(args.cache) if args.cache else None
+    if cache is not None:
+        index = train_to_box_index(train, cache)
+    else:
+        index = canvases_to_box_index(train.thumbs[:, train.canvas_variant],
+                                      ivf_min_rows=np.iinfo(np.int64).max if args.exact else IVF_MIN_ROWS)
     t_index = time.perf_counter() - t0
     t0 = time.perf_counter()
     findings, _ = images_to_findings(submitted, feats, train, {"copy": 0.5, "crop": 0.5, "blend": 0.5, "replay": 0.5},
@@ -178,6 +190,7 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/forensics_scale.py"] + sys.argv[1:]),
         "train_photos": args.train, "queries": len(submitted), "kinds": list(kinds), "build_seconds": round(t_build, 1),
         "box_index": type(index.index).__name__, "box_index_seconds": round(t_index, 1),
+        "box_index_cache": None if cache is None else ("warm" if cache.hits == 3 else "cold"),
         "box_index_rows": int(index.index.ntotal),
         "box_index_mb": round(index.vectors.nbytes / 2**20, 1),
         "findings_seconds": round(t_find, 1), "seconds_per_image": round(per_image, 4),

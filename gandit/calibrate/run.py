@@ -402,7 +402,7 @@ def score_sources(inputs: CalibrationInputs, split: Split, sources: list[SourceS
         for s in sources[1:]:
             feats[s.name] = all_feats[start:start + len(s.images)]
             start += len(s.images)
-    index, whole = train_to_box_index(pool), pixels_to_whole_index(pool.pixels)
+    index, whole = train_to_box_index(pool, inputs.cache, progress), pixels_to_whole_index(pool.pixels)
     images = [im for s in sources for im in s.images]
     stacked = np.concatenate([feats[s.name] for s in sources]) if images else np.zeros((0, 2048), np.float32)
     scores = forensic_scores(images, stacked, pool, index, whole, inputs.scores, pool_key, progress, "forensics",

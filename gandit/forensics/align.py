@@ -22,6 +22,7 @@ the 2x2 area average, so a whole-canvas box reproduces the BOX thumbnail.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faiss
@@ -149,12 +150,17 @@ class BoxIndex:
         return len(self.grid)
 
     def project(self, desc: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray((desc - self.mean) @ self.components.T, dtype=np.float32)
+        return descriptors_to_pca(desc, self.mean, self.components)
 
     def grid_pixels(self, ids: np.ndarray) -> np.ndarray:
         """Canvas-pixel boxes (K, 4) of grid box ids."""
         w, h = self.canvas_size
         return self.grid[ids] * np.array([w, h, w, h], dtype=np.float64)
+
+
+def descriptors_to_pca(desc: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """Descriptors (N, 3*DESC*DESC) projected onto the PCA axes: float32 (N, PCA_DIM)."""
+    return np.ascontiguousarray((desc - mean) @ components.T, dtype=np.float32)
 
 
 def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,42 +190,66 @@ def vectors_to_ivf_index(vectors: np.ndarray, lists: int = IVF_LISTS, probe: int
     return index
 
 
-def canvases_to_box_index(canvases: np.ndarray, grid: np.ndarray | None = None,
-                          pca_dim: int = PCA_DIM, pca_sample: int = 200_000,
-                          chunk: int = 512, ivf_min_rows: int = IVF_MIN_ROWS) -> BoxIndex:
-    """Index every grid box of uint8 canvases (M, H, W, 3): exactly, or from ``ivf_min_rows``
-    rows on, in an inverted file (``vectors_to_ivf_index``).
+def canvases_to_box_vectors(canvases: np.ndarray, grid: np.ndarray | None = None,
+                            pca_dim: int = PCA_DIM, pca_sample: int = 200_000, chunk: int = 512,
+                            advance: Callable[[int], None] | None = None
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The PCA (mean, components) and the PCA-reduced descriptors (photo-major rows) of every
+    grid box of uint8 canvases (M, H, W, 3): what a box index holds (``vectors_to_box_index``).
 
     Two passes over the canvases, so that the full-size descriptors (192 floats per box:
     3.4 GB for 20,000 photos) never exist at once: the first keeps every ``step``-th row for the
-    PCA, the second projects each chunk."""
+    PCA, the second projects each chunk. ``advance(n)`` is called with the canvases done in
+    each chunk of each pass (2M in all)."""
     grid = box_grid() if grid is None else grid
     m, h, w = canvases.shape[:3]
     n_boxes = len(grid)
     scale = np.array([w, h, w, h], dtype=np.float64)
+    advance = advance or (lambda n: None)
 
     def chunk_descriptors(s: int, rows: np.ndarray | None = None) -> np.ndarray:
         """Descriptors of the chunk's rows (all, or the given row numbers within the chunk)."""
         block = images_to_tensor(canvases[s:s + chunk])
         rows = np.arange(len(block) * n_boxes) if rows is None else rows
-        return descriptors(render(block, rows // n_boxes, grid[rows % n_boxes] * scale, DESC))
+        out = descriptors(render(block, rows // n_boxes, grid[rows % n_boxes] * scale, DESC))
+        advance(len(block))
+        return out
 
     total = m * n_boxes
+    if not total:
+        return (np.zeros(3 * DESC * DESC, np.float32), np.zeros((pca_dim, 3 * DESC * DESC), np.float32),
+                np.zeros((0, pca_dim), np.float32))
     step = max(1, total // pca_sample)
     sample = []
     for s in range(0, m, chunk):     # the PCA's sample: every ``step``-th row, and only those rendered
         first, k = s * n_boxes, min(chunk, m - s)
         sample.append(chunk_descriptors(s, np.arange((-first) % step, k * n_boxes, step)))
-    mean, comps = fit_pca(np.concatenate(sample), pca_dim) if total else \
-        (np.zeros(3 * DESC * DESC, np.float32), np.zeros((pca_dim, 3 * DESC * DESC), np.float32))
-    index = BoxIndex(grid, (w, h), mean, comps, np.zeros((0, pca_dim), np.float32), faiss.IndexFlatL2(pca_dim))
-    index.vectors = np.concatenate([index.project(chunk_descriptors(s)) for s in range(0, m, chunk)]) if total \
-        else np.zeros((0, pca_dim), np.float32)
-    if total >= ivf_min_rows:
-        index.index = vectors_to_ivf_index(index.vectors)
+    mean, comps = fit_pca(np.concatenate(sample), pca_dim)
+    return mean, comps, np.concatenate([descriptors_to_pca(chunk_descriptors(s), mean, comps)
+                                        for s in range(0, m, chunk)])
+
+
+def vectors_to_box_index(grid: np.ndarray, canvas_size: tuple[int, int], mean: np.ndarray, components: np.ndarray,
+                         vectors: np.ndarray, ivf_min_rows: int = IVF_MIN_ROWS) -> BoxIndex:
+    """The box index of ``canvases_to_box_vectors``' arrays: an exact index, or from
+    ``ivf_min_rows`` rows on an inverted file (``vectors_to_ivf_index``, deterministic)."""
+    index = BoxIndex(grid, canvas_size, mean, components, vectors, faiss.IndexFlatL2(vectors.shape[1]))
+    if len(vectors) >= ivf_min_rows:
+        index.index = vectors_to_ivf_index(vectors)
     else:
-        index.index.add(index.vectors)
+        index.index.add(vectors)
     return index
+
+
+def canvases_to_box_index(canvases: np.ndarray, grid: np.ndarray | None = None,
+                          pca_dim: int = PCA_DIM, pca_sample: int = 200_000,
+                          chunk: int = 512, ivf_min_rows: int = IVF_MIN_ROWS) -> BoxIndex:
+    """Index every grid box of uint8 canvases (M, H, W, 3): exactly, or from ``ivf_min_rows``
+    rows on, in an inverted file (``canvases_to_box_vectors``, then ``vectors_to_box_index``)."""
+    grid = box_grid() if grid is None else grid
+    h, w = canvases.shape[1:3]
+    return vectors_to_box_index(grid, (w, h), *canvases_to_box_vectors(canvases, grid, pca_dim, pca_sample, chunk),
+                                ivf_min_rows=ivf_min_rows)
 
 
 @dataclass
