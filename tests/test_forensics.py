@@ -421,10 +421,15 @@ def degrade(rng, image):
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
+def crop_of(rng, photo, resample=Image.LANCZOS):
+    """A random crop of ``photo`` (``random_crop``), resized to 64x64 with ``resample``."""
+    x, y, w, h = random_crop(rng, photo)
+    return np.asarray(Image.fromarray(photo).crop((x, y, x + w, y + h)).resize((64, 64), resample))
+
+
 def replay_of(rng, photo):
     """A degraded replay of a random crop of ``photo``."""
-    x, y, w, h = random_crop(rng, photo)
-    return degrade(rng, np.asarray(Image.fromarray(photo).crop((x, y, x + w, y + h)).resize((64, 64), Image.LANCZOS)))
+    return degrade(rng, crop_of(rng, photo))
 
 
 def twin(p):
@@ -632,8 +637,7 @@ def test_only_candidates_that_could_fit_are_refined_at_32x32(world, monkeypatch)
     queries = list(honest[:12])
     for i in range(12):
         j = int(rng.integers(len(photos)))
-        x, y, w, h = random_crop(rng, photos[j])
-        crop = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), FILTERS[i % 4]))
+        crop = crop_of(rng, photos[j], FILTERS[i % 4])
         queries += [crop, replay_of(rng, photos[j])]
     refined = []
     real = analyze.refine_boxes
@@ -672,8 +676,7 @@ def test_images_a_copy_crop_or_blend_explains_with_certainty_skip_the_runner_up_
     queries = list(honest[:6])
     for i in range(6):
         j = int(rng.integers(len(photos)))
-        x, y, w, h = random_crop(rng, photos[j])
-        crop = np.asarray(Image.fromarray(photos[j]).crop((x, y, x + w, y + h)).resize((64, 64), FILTERS[i % 4]))
+        crop = crop_of(rng, photos[j], FILTERS[i % 4])
         a, b = (preprocess(photos[k], "center-crop", (64, 64)).astype(np.float64)
                 for k in rng.choice(len(photos), 2, replace=False))
         queries += [preprocess(photos[j], "center-crop", (64, 64)), crop, np.round(0.7 * a + 0.3 * b).astype(np.uint8),
