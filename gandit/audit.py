@@ -203,8 +203,11 @@ def train_to_box_index(train: TrainFeatures, cache: FeatureCache | None = None,
         with progress.task("indexing training boxes", 2 * len(canvases)) as advance:
             arrays = canvases_to_box_vectors(canvases, grid, advance=advance)
         if cache is not None:
-            for key, array in zip(keys, arrays):
-                cache.put(key, array)
+            try:
+                for key, array in zip(keys, arrays):
+                    cache.put(key, array)
+            except OSError:   # a full or read-only disk: the index is built, only the next audit pays again
+                pass
     return vectors_to_box_index(grid, (canvases.shape[2], canvases.shape[1]), *arrays)
 
 

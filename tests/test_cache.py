@@ -120,3 +120,21 @@ def test_the_box_index_is_cached_by_content_and_comes_back_the_same(tmp_path):
     again = FeatureCache(tmp_path)
     train_to_box_index(train, again)
     assert again.hits == 3
+
+
+def test_a_box_index_that_cannot_be_cached_is_still_built(tmp_path, monkeypatch):
+    """The box index's entries are large (550 MB at 20,000 photos): a disk that fills up while
+    they are written costs the next audit the time to build it again, not this audit its result."""
+    import errno
+
+    from gandit.audit import train_to_box_index
+    from gandit.forensics.align import canvases_to_box_index
+
+    def full(self, key, array):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FeatureCache, "put", full)
+    train = _train_features(photos=6)
+    index = train_to_box_index(train, FeatureCache(tmp_path))
+    np.testing.assert_array_equal(index.vectors, canvases_to_box_index(train.thumbs[:, train.canvas_variant]).vectors)
+    assert not list(tmp_path.rglob("*.npyc"))
