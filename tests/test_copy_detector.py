@@ -207,3 +207,29 @@ def test_point_renders_are_pil_nearest_and_bilinear_samples_at_the_phases():
             ref = np.stack([map_coordinates(photo[..., c].astype(np.float64), [yy, xx], order=1, mode="nearest")
                             for c in range(3)], axis=-1) / 255.0
             np.testing.assert_allclose(renders[jittered + a * len(POINT_PHASES) + b], ref, atol=1e-5)
+
+
+def test_copies_are_the_same_with_any_number_of_workers_and_chunks(tiles, monkeypatch):
+    """The detector verifies chunks of images on threads: every image's match, point-sampled
+    ones included, is the one a single pass over all images gives."""
+    import gandit.forensics.copy as copy
+
+    rng = np.random.default_rng(3)
+    train = train_thumbs(tiles)
+    variants = preprocessing_variants("center-crop")
+    images = [make_copy(tiles[i], ("squash", "center-crop")[i % 2], FILTERS[i % 5], bool(i % 3 == 0), None)
+              for i in rng.choice(len(tiles), 12, replace=False)]
+    for i in rng.choice(len(tiles), 12, replace=False):   # NEAREST through an intermediate resize
+        big = preprocess(tiles[i], variants[i % 2], (64 * (2 + i % 3),) * 2)
+        images.append(np.asarray(Image.fromarray(big).resize((64, 64), Image.Resampling.NEAREST)))
+    images += [preprocess(skimage.data.astronaut()[::2, ::2], "center-crop", (64, 64)), np.zeros((64, 64, 3), np.uint8)]
+    q = np.stack([image_to_thumbnail(im) for im in images])
+
+    def detect(workers):
+        return detect_copies(fake_features(q), q, fake_features(train[:, 0]), train, None, images, tiles.__getitem__,
+                             variants, workers=workers)
+    single = detect(1)
+    assert sum(m is not None and m.point_sampled for m in single) >= 3   # the NEAREST copies
+    monkeypatch.setattr(copy, "VERIFY_CHUNK", 5)
+    for workers in (1, 2, 3):
+        assert detect(workers) == single

@@ -41,6 +41,7 @@ render of the photo: more tries alone must not lift an honest look-alike.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,8 @@ LEVELS = {32: (23.0, 35.0, 0.90, 0.995), 16: (29.0, 41.0, 0.90, 0.995)}
 #: Candidates verified per submitted image from each search.
 K_INCEPTION = 5
 K_PIXELS = 5
+#: Images per chunk that a worker of ``detect_copies`` verifies at a time.
+VERIFY_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -214,21 +217,43 @@ def detect_copies(query_inception: np.ndarray, query_thumbs: np.ndarray,
                   train_inception: np.ndarray, train_thumbs: np.ndarray,
                   by_features: np.ndarray | None = None, query_pixels=None,
                   photos: Callable[[int], np.ndarray | None] | None = None,
-                  variants: tuple[str, ...] = ("center-crop", "kaggle2019")) -> list[CopyMatch | None]:
+                  variants: tuple[str, ...] = ("center-crop", "kaggle2019"),
+                  workers: int | None = None) -> list[CopyMatch | None]:
     """For each submitted image, its best copy match (or None when no candidate exists).
     ``by_features``: the caller's Inception top-k indices, when it has searched already.
     With ``photos`` (training index → uint8 photo, or None when unreadable) and the images'
     ``query_pixels``, matches that are not certain are verified again on point samples of the
-    photos (``point_sampled_copies``); ``variants`` names the preprocessing of each variant."""
+    photos (``point_sampled_copies``); ``variants`` names the preprocessing of each variant.
+    ``workers``: chunks of images verified at once, on threads with one torch thread each
+    (torch's thread count when None); every image's match is the same with any number."""
     if len(query_thumbs) == 0 or len(train_thumbs) == 0:
         return [None] * len(query_thumbs)
     if by_features is None:
         by_features = knn_cosine(query_inception, train_inception, K_INCEPTION)[1]
     cands = copy_candidates(by_features, query_thumbs, train_thumbs)
-    copies = verify_copies(query_thumbs, train_thumbs, cands)
-    if photos is not None and query_pixels is not None:
-        copies = point_sampled_copies(query_pixels, query_thumbs, train_thumbs, cands, copies, photos, variants)
-    return copies
+    point = photos is not None and query_pixels is not None
+    train8 = to_side(train_thumbs.astype(np.float64) / 255.0, 8) if point else None
+    n, threads = len(query_thumbs), torch.get_num_threads()
+    workers = max(1, threads if workers is None else int(workers))
+    size = max(1, min(VERIFY_CHUNK, -(-n // workers)))
+
+    def chunk(start: int) -> list[CopyMatch | None]:
+        torch.set_num_threads(1)
+        stop = min(n, start + size)
+        found = verify_copies(query_thumbs[start:stop], train_thumbs, cands[start:stop])
+        if point:
+            found = point_sampled_copies(query_pixels[start:stop], query_thumbs[start:stop], train_thumbs,
+                                         cands[start:stop], found, photos, variants, train8)
+        return found
+
+    # Per image, a few small array operations: chunks on threads, one torch thread each, as
+    # the analysis runs (``analyze.analyze_images``).
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            return [m for found in pool.map(chunk, range(0, n, size)) for m in found]
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,16 +381,18 @@ def images_to_psnr32(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def point_sampled_copies(query_pixels, query_thumbs: np.ndarray, train_thumbs: np.ndarray, candidates: np.ndarray,
                          copies: list[CopyMatch | None], photos: Callable[[int], np.ndarray | None],
-                         variants: tuple[str, ...]) -> list[CopyMatch | None]:
+                         variants: tuple[str, ...], train8: np.ndarray | None = None) -> list[CopyMatch | None]:
     """``copies`` with each match replaced by a better point-sampled one: the gated candidates
     (``point_gate``) are verified on ``region_to_point_renders`` of their photo (``photos``:
     training index → uint8 photo, or None), as a NEAREST resize made them. A match already
-    certain (score 1) is kept: the score is the better of the two, whatever the threshold."""
+    certain (score 1) is kept: the score is the better of the two, whatever the threshold.
+    ``train8``: the training thumbnails' 8x8 means in [0, 1] (``to_side``), where the caller has
+    them."""
     out = list(copies)
     todo = [i for i in range(len(out)) if out[i] is None or out[i].score < 1.0]
     if not todo:
         return out
-    train8 = to_side(train_thumbs.astype(np.float64) / 255.0, 8)
+    train8 = to_side(train_thumbs.astype(np.float64) / 255.0, 8) if train8 is None else train8
     for i in todo:
         thumb = query_thumbs[i].astype(np.float64) / 255.0
         for train, v, flip in point_gate(to_side(thumb, 8), train8, candidates[i]):
