@@ -193,7 +193,8 @@ def train_to_box_index(train: TrainFeatures, cache: FeatureCache | None = None,
     """The searchable crop boxes of every training photo (from the cached thumbnails). With
     ``cache``, its arrays (PCA and the reduced descriptor of every box: ~550 MB for 20,000
     photos, 70 s to compute on 2 cores) are kept under a key of the canvases' bytes and the
-    code that computes them; the FAISS index is rebuilt from them (seconds, deterministic)."""
+    code that computes them; the FAISS index is rebuilt from them (deterministic; 15 s of the 78 s
+    at 20,000 photos, BENCHMARKS.md run 36)."""
     canvases = train.thumbs[:, train.canvas_variant]
     grid = box_grid()
     base = make_key(BOX_INDEX_TAG, pixels_digest(canvases), _box_vectors_code())
