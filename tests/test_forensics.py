@@ -805,6 +805,34 @@ def test_replays_of_duplicated_training_photos_are_flagged_and_convict_the_submi
     assert honest_only["p_value"] > 0.5
 
 
+def test_a_duplicate_of_the_best_region_is_never_the_runner_up_but_its_gain_still_counts():
+    """The runner-up of the ratio tests is the best region tried that does not duplicate the
+    best one; duplicates are counted by photo. Every region tried counts in the added-gain tests,
+    duplicates included (two renders of one content differ in resampling, which fits part of an
+    honest image's residual: leaving them out lowered honest gains on the benchmark). Without a
+    distinct region there is no runner-up and no gain; the partnered ratio is the highest of the
+    distinct regions' only."""
+    from gandit.forensics.analyze import DUPLICATE_REGION, Source, regions_to_runner_up
+
+    nan = float("nan")
+    twin = (7, 0.99, DUPLICATE_REGION + 0.01, 0.30, 0.20, 0.99)     # photo, e16, pair, gain, pgain, pratio
+    twin_again = (7, 0.98, 0.99, 0.10, 0.05, 0.98)
+    other = (3, 0.90, 0.91, 0.05, 0.02, 0.40)
+    weaker = (4, 0.70, 0.60, 0.01, 0.01, 0.60)
+    r = regions_to_runner_up([twin, other, twin_again, weaker], self16=0.5, self_gain=0.02, self_pgain=0.01)
+    assert (r.explained16, r.pair16, r.duplicates) == (0.90, 0.91, 1)
+    assert r.gain16 == 0.30                         # the twin's gain counts
+    assert r.partnered_gain16 is None and r.partnered_ratio16 is None   # no partner
+    assert regions_to_runner_up([other], None, self_gain=0.4, self_pgain=nan).gain16 == 0.4  # self counts
+    partner = (torch.zeros(3, 32, 32), Source(9, 0, None, False))
+    r = regions_to_runner_up([twin, other, weaker], 0.5, 0.02, 0.01, partner, 0.6)
+    assert r.partnered_gain16 == 0.20 and r.partnered_ratio16 == 0.60     # ratio: distinct regions only
+    assert r.partner is partner and r.partner_gain16 == 0.6
+    alone = regions_to_runner_up([twin, twin_again], 0.5, 0.02, 0.01, partner, 0.6)
+    assert (alone.explained16, alone.pair16, alone.duplicates, alone.gain16) == (0.0, None, 1, None)
+    assert alone.partnered_gain16 is None and alone.partnered_ratio16 is None
+
+
 def test_added_gain_is_the_nested_least_squares_fit_and_tells_a_replay_from_a_look_alike():
     """``renders_to_added_gain16`` is the share of the residual of the per-channel least-squares
     fit of the query (at 16x16) by the best region, its [1, 2, 1] smoothing and an offset that
