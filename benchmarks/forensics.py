@@ -20,7 +20,13 @@ submission-level near-replay test (``gandit.nearreplay``): each kind's share of 
 and p-values of submissions made of half the honest photos plus k memorizer samples or
 replays, tested against the other half as held-out images.
 
+Recall is also given by the corpus kind of each attack's source photo
+(``recall_by_source_kind``): the corpus's wallpaper tiles overlap and repeat self-similar
+content, its other photos are held once, as a dataset of distinct photos holds them.
+``--sources photo,cutout`` builds every attack from photos of those kinds only.
+
     python benchmarks/forensics.py [--per-kind 150] [--train-count 1600] [--out results.json]
+                                   [--sources KINDS]
 """
 
 from __future__ import annotations
@@ -51,7 +57,10 @@ def corpus_dir() -> Path:
     return Path(os.environ.get("GANDIT_BENCH_DATA", Path.home() / ".cache" / "gandit-bench")) / "corpus"
 
 
-def build(rng, train_paths, honest_paths, per_kind, out: Path) -> dict:
+def build(rng, train_paths, honest_paths, per_kind, out: Path, pool: np.ndarray | None = None) -> dict:
+    """The labelled submission in ``out``; attacks take their photos from ``pool`` (indices
+    into ``train_paths``; None: all of them, drawn as before the option existed)."""
+    pool = np.arange(len(train_paths)) if pool is None else np.asarray(pool)
     truth = {}
     out.mkdir(parents=True, exist_ok=True)
 
@@ -68,21 +77,21 @@ def build(rng, train_paths, honest_paths, per_kind, out: Path) -> dict:
             photos[j] = load_photo(train_paths[j])
         return photos[j]
 
-    m = len(train_paths)
+    m = len(pool)
     for i in range(per_kind):
-        j = int(rng.integers(m))
+        j = int(pool[rng.integers(m)])
         mode = ["center-crop", "kaggle2019"][i % 2]
         img = copy_image(photo(j), mode, FILTERS[i % len(FILTERS)], SIZE)  # via 256x256, as before
         flip = bool(rng.integers(2))
         save(f"copy_{i:05d}.png", img[:, ::-1] if flip else img, {"kind": "copy", "train": [j], "flip": flip})
     for w, tag in ((0.99, "blend99"), (0.7, "blend70")):
         for i in range(per_kind):
-            a, b = (int(v) for v in rng.choice(m, 2, replace=False))
+            a, b = (int(pool[v]) for v in rng.choice(m, 2, replace=False))
             pa, pb = (preprocess(photo(k), "center-crop", SIZE) for k in (a, b))
             save(f"{tag}_{i:05d}.png", blend_images(pa, pb, w),
                  {"kind": tag, "train": [a, b], "weights": [w, 1 - w]})
     for i in range(per_kind):
-        j = int(rng.integers(m))
+        j = int(pool[rng.integers(m)])
         p = photo(j)
         box = random_crop_box(rng, p.shape[1], p.shape[0])
         img = crop_resize(p, box, FILTERS[i % len(FILTERS)])
@@ -90,13 +99,14 @@ def build(rng, train_paths, honest_paths, per_kind, out: Path) -> dict:
         save(f"crop_{i:05d}.png", img[:, ::-1] if flip else img,
              {"kind": "crop", "train": [j], "box": list(box), "flip": flip})
     for i in range(per_kind):
-        j = int(rng.integers(m))
+        jj = int(rng.integers(m))
+        j = int(pool[jj])
         p = photo(j)
         box = random_crop_box(rng, p.shape[1], p.shape[0]) if i % 2 else (0, 0, p.shape[1], p.shape[0])
         img = degrade(rng, crop_resize(p, box, Image.Resampling.LANCZOS))
         label = {"kind": "replay", "train": [j]}
         if i % 3 == 0:
-            k = int((j + 1 + rng.integers(m - 1)) % m)
+            k = int(pool[(jj + 1 + rng.integers(m - 1)) % m])
             other = degrade(rng, preprocess(photo(k), "kaggle2019", SIZE))
             img = blend_images(img, other, 0.9)
             label = {"kind": "replay", "train": [j, k], "mix": 0.9}
@@ -105,7 +115,7 @@ def build(rng, train_paths, honest_paths, per_kind, out: Path) -> dict:
 
 
 def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dict,
-                  checkpoint: Path | None = None) -> dict:
+                  checkpoint: Path | None = None, pool: np.ndarray | None = None) -> dict:
     """Train a per-image conditional memorizer on ``classes`` training photos and add
     ``count`` samples (half one-hot, half 0.9/0.1 mixes) to the submission. With
     ``checkpoint``, training resumes from that file (same photos and settings; a longer run
@@ -114,7 +124,8 @@ def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dic
     import torch
 
     from gandit.calibrate.gans import sample_memorizer, train_memorizer
-    chosen = sorted(int(v) for v in rng.choice(len(train_paths), classes, replace=False))
+    pool = np.arange(len(train_paths)) if pool is None else np.asarray(pool)
+    chosen = sorted(int(pool[v]) for v in rng.choice(len(pool), classes, replace=False))
     images = np.stack([preprocess(load_photo(train_paths[j]), "center-crop", SIZE) for j in chosen])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -209,6 +220,14 @@ def evaluate(result: dict, truth: dict, train_rel: list[str], manifest: dict[str
             entry["named_exact"] = float(np.mean([ok and i["evidence"].get("blend_exact_share", 0.0) > 0
                                                   for ok, (i, _) in zip(named, items)]))
             entry["weight_abs_error_median"] = float(np.median(weight_err)) if weight_err else None
+        if manifest:
+            # the corpus kind of the (first) source: wallpaper tiles overlap each other and hold
+            # self-similar content (bands, skies) that other tiles repeat; photos are held once
+            by_source: dict[str, list[bool]] = {}
+            for (i, t), hit in zip(items, flagged):
+                by_source.setdefault(manifest[train_rel[t["train"][0]]].get("kind", "?"), []).append(hit)
+            entry["recall_by_source_kind"] = {k: {"images": len(v), "recall": float(np.mean(v))}
+                                              for k, v in sorted(by_source.items())}
         if kind in ("copy", "crop", "replay", "memorizer"):
             entry["source_named"] = float(np.mean([any(m["train"] == train_rel[t["train"][0]] for m in i["matches"])
                                                    for i, t in items if i["flagged"]] or [0.0]))
@@ -278,12 +297,22 @@ def main() -> None:
     ap.add_argument("--memorizer-checkpoint", type=Path, default=None,
                     help="resume the memorizer's training from this file and keep it there")
     ap.add_argument("--result", type=Path, default=None, help="also keep the audit's result.json, with truth labels")
+    ap.add_argument("--sources", default=None,
+                    help="attack only training photos of these corpus kinds (comma-separated: wallpaper, photo, "
+                         "cutout); default: all")
     args = ap.parse_args()
     root = corpus_dir()
     manifest = json.loads((root / "manifest.json").read_text())
     train = sorted(root / i["path"] for i in manifest["images"] if i["split"] == "train")[:args.train_count]
     honest = sorted(root / i["path"] for i in manifest["images"] if i["split"] == "honest")[:args.honest_count]
     rng = np.random.default_rng(args.seed)
+    kind_of = {Path(i["path"]).name: i.get("kind") for i in manifest["images"]}
+    pool = None
+    if args.sources:
+        wanted = {k.strip() for k in args.sources.split(",") if k.strip()}
+        pool = np.array([j for j, p in enumerate(train) if kind_of.get(p.name) in wanted], dtype=np.int64)
+        if len(pool) < 2:
+            ap.error(f"--sources {args.sources}: {len(pool)} training photos of those kinds; need at least 2")
     with tempfile.TemporaryDirectory() as tmp:
         train_dir = Path(tmp) / "train"
         train_dir.mkdir()
@@ -291,9 +320,9 @@ def main() -> None:
             (train_dir / p.name).write_bytes(p.read_bytes())
         sub = Path(tmp) / "submission"
         t0 = time.perf_counter()
-        truth = build(rng, train, honest, args.per_kind, sub)
+        truth = build(rng, train, honest, args.per_kind, sub, pool)
         memorizer = (add_memorizer(rng, train, args.memorizer_classes, args.memorizer_steps, args.per_kind, sub, truth,
-                                   args.memorizer_checkpoint)
+                                   args.memorizer_checkpoint, pool)
                      if args.memorizer_classes else None)
         t_build = time.perf_counter() - t0
         options = AuditOptions(sub, train_dir, device="cpu", cache=args.cache)
@@ -310,7 +339,8 @@ def main() -> None:
     report = evaluate(result, truth, train_rel, by_name)
     report["near_replays"] = near_replay_report(result, truth)
     report.update(train_images=len(train), submission_images=len(truth), build_seconds=round(t_build, 1),
-                  audit_seconds=round(t_audit, 1), per_kind=args.per_kind, seed=args.seed, memorizer=memorizer)
+                  audit_seconds=round(t_audit, 1), per_kind=args.per_kind, seed=args.seed, memorizer=memorizer,
+                  sources=args.sources or "all")
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -95,13 +95,56 @@ def test_rendered_attacks_are_what_their_plans_say():
     assert 0 < np.abs(r1 - clean).mean() and np.corrcoef(r1.ravel(), clean.ravel())[0, 1] > 0.9
 
 
-def test_the_forensics_benchmark_uses_the_attack_module():
+def _bench_forensics():
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "forensics.py"
     spec = importlib.util.spec_from_file_location("bench_forensics", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_the_forensics_benchmark_uses_the_attack_module():
+    module = _bench_forensics()
     for name in ("FILTERS", "random_crop_box", "crop_resize", "degrade", "copy_image", "blend_images"):
         assert getattr(module, name) is getattr(attacks, name)
+
+
+def test_the_forensics_benchmark_draws_attacks_from_the_photos_asked_for_and_reports_recall_by_their_kind(tmp_path):
+    """``--sources`` (``build``'s pool): every attack's photos come from the pool; without it the
+    submission is byte for byte the one drawn from all photos, as before the option. The report
+    gives each kind's recall by its source's corpus kind."""
+    bench = _bench_forensics()
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(8):
+        p = tmp_path / f"t{i:02d}.jpg"
+        Image.fromarray(rng.integers(0, 256, (40 + 4 * i, 48, 3), dtype=np.uint8)).save(p, quality=95)
+        paths.append(p)
+    honest = tmp_path / "h00.jpg"
+    Image.fromarray(rng.integers(0, 256, (50, 50, 3), dtype=np.uint8)).save(honest, quality=95)
+    truth = bench.build(np.random.default_rng(3), paths, [honest], 6, tmp_path / "pooled", np.array([2, 5, 6]))
+    used = {j for t in truth.values() for j in t.get("train", [])}
+    assert used == {2, 5, 6}
+    plain = bench.build(np.random.default_rng(3), paths, [honest], 6, tmp_path / "plain")
+    full = bench.build(np.random.default_rng(3), paths, [honest], 6, tmp_path / "full", np.arange(8))
+    assert plain == full and len({j for t in plain.values() for j in t.get("train", [])}) > 3
+    for name in plain:
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
+    # recall by the source's kind: 2 of 3 replays of a photo flagged, the wallpaper's not
+    train_rel = [p.name for p in paths]
+    manifest = {n: {"kind": "photo" if j < 4 else "wallpaper"} for j, n in enumerate(train_rel)}
+    truth = {"honest_00000.png": {"kind": "honest"}}
+    images = [{"name": "honest_00000.png", "flagged": False, "kind": None, "score": 0.0, "matches": [],
+               "scores": {"copy": 0.0, "crop": 0.0, "blend": 0.0, "replay": 0.0}, "evidence": {}}]
+    for i, (j, hit) in enumerate([(0, True), (1, True), (2, False), (5, False)]):
+        truth[f"replay_{i:05d}.png"] = {"kind": "replay", "train": [j]}
+        images.append({"name": f"replay_{i:05d}.png", "flagged": hit, "kind": "replay" if hit else None,
+                       "score": 0.9 if hit else 0.0, "evidence": {},
+                       "matches": [{"train": train_rel[j], "box": None, "flip": False}] if hit else [],
+                       "scores": {"copy": 0.0, "crop": 0.0, "blend": 0.0, "replay": 0.9 if hit else 0.0}})
+    report = bench.evaluate({"images": images}, truth, train_rel, manifest)
+    assert report["kinds"]["replay"]["recall_by_source_kind"] == {
+        "photo": {"images": 3, "recall": 2 / 3}, "wallpaper": {"images": 1, "recall": 0.0}}
 
 
 # --------------------------------------------------------------------------------------------
