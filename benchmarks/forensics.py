@@ -311,8 +311,9 @@ def main() -> None:
     if args.sources:
         wanted = {k.strip() for k in args.sources.split(",") if k.strip()}
         pool = np.array([j for j, p in enumerate(train) if kind_of.get(p.name) in wanted], dtype=np.int64)
-        if len(pool) < 2:
-            ap.error(f"--sources {args.sources}: {len(pool)} training photos of those kinds; need at least 2")
+        if len(pool) < max(2, args.memorizer_classes):
+            ap.error(f"--sources {args.sources}: {len(pool)} training photos of those kinds; need at least "
+                     f"{max(2, args.memorizer_classes)} (2, and one per --memorizer-classes)")
     with tempfile.TemporaryDirectory() as tmp:
         train_dir = Path(tmp) / "train"
         train_dir.mkdir()
