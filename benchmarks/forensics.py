@@ -57,10 +57,16 @@ def corpus_dir() -> Path:
     return Path(os.environ.get("GANDIT_BENCH_DATA", Path.home() / ".cache" / "gandit-bench")) / "corpus"
 
 
+def photo_pool(train_paths, pool: np.ndarray | None) -> np.ndarray:
+    """The indices into ``train_paths`` that attacks draw from (None: all of them, drawn as
+    before ``--sources`` existed)."""
+    return np.arange(len(train_paths)) if pool is None else np.asarray(pool)
+
+
 def build(rng, train_paths, honest_paths, per_kind, out: Path, pool: np.ndarray | None = None) -> dict:
-    """The labelled submission in ``out``; attacks take their photos from ``pool`` (indices
-    into ``train_paths``; None: all of them, drawn as before the option existed)."""
-    pool = np.arange(len(train_paths)) if pool is None else np.asarray(pool)
+    """The labelled submission in ``out``; attacks take their photos from ``pool``
+    (``photo_pool``)."""
+    pool = photo_pool(train_paths, pool)
     truth = {}
     out.mkdir(parents=True, exist_ok=True)
 
@@ -116,7 +122,8 @@ def build(rng, train_paths, honest_paths, per_kind, out: Path, pool: np.ndarray 
 
 def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dict,
                   checkpoint: Path | None = None, pool: np.ndarray | None = None) -> dict:
-    """Train a per-image conditional memorizer on ``classes`` training photos and add
+    """Train a per-image conditional memorizer on ``classes`` training photos (drawn from
+    ``pool``, ``photo_pool``) and add
     ``count`` samples (half one-hot, half 0.9/0.1 mixes) to the submission. With
     ``checkpoint``, training resumes from that file (same photos and settings; a longer run
     continues a shorter one) and leaves it there. Reports how closely the one-hot samples
@@ -124,7 +131,7 @@ def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dic
     import torch
 
     from gandit.calibrate.gans import sample_memorizer, train_memorizer
-    pool = np.arange(len(train_paths)) if pool is None else np.asarray(pool)
+    pool = photo_pool(train_paths, pool)
     chosen = sorted(int(pool[v]) for v in rng.choice(len(pool), classes, replace=False))
     images = np.stack([preprocess(load_photo(train_paths[j]), "center-crop", SIZE) for j in chosen])
     threads = torch.get_num_threads()

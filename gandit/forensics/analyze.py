@@ -682,8 +682,10 @@ def regions_to_runner_up(tried: list[tuple[int, float, float, float, float, floa
     benchmark corpora (seeds 1, 3, 5): leaving duplicates out of the gains would flag 8 more of
     450 replays, but it takes 10-50% of the plain gain from 4 of the 314 honest photos that reach
     the runner-up search (0.171 -> 0.088, against an honest level of 0.08) and lifts one honest
-    photo's partnered replay score from 0 to 0.30 (its partnered gain 0.077 -> 0.045). Where no distinct region was tried there is no
-    runner-up and no gain (nothing could add to the best region)."""
+    photo's partnered replay score from 0 to 0.30 (its partnered gain 0.077 -> 0.045).
+
+    Where no distinct region was tried there is no runner-up and no gain (nothing could add to
+    the best region)."""
     duplicates = len({photo for photo, _, pair, *_ in tried if pair >= DUPLICATE_REGION})
     distinct = [t for t in tried if t[2] < DUPLICATE_REGION]
     if not distinct:
