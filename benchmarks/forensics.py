@@ -25,8 +25,13 @@ Recall is also given by the corpus kind of each attack's source photo
 content, its other photos are held once, as a dataset of distinct photos holds them.
 ``--sources photo,cutout`` builds every attack from photos of those kinds only.
 
+``--variants N`` adds N images of each attack setting the suite does not hold (``VARIANTS``):
+blends 0.8/0.2 and 0.6/0.4, mirrored replays (a memorizer trained with horizontal flips), and
+replays mixed 0.8/0.2 and 0.7/0.3. They are drawn with their own random stream, after the
+suite, so the suite's images are the same with or without them.
+
     python benchmarks/forensics.py [--per-kind 150] [--train-count 1600] [--out results.json]
-                                   [--sources KINDS]
+                                   [--sources KINDS] [--variants N]
 """
 
 from __future__ import annotations
@@ -92,10 +97,7 @@ def build(rng, train_paths, honest_paths, per_kind, out: Path, pool: np.ndarray 
         save(f"copy_{i:05d}.png", img[:, ::-1] if flip else img, {"kind": "copy", "train": [j], "flip": flip})
     for w, tag in ((0.99, "blend99"), (0.7, "blend70")):
         for i in range(per_kind):
-            a, b = (int(pool[v]) for v in rng.choice(m, 2, replace=False))
-            pa, pb = (preprocess(photo(k), "center-crop", SIZE) for k in (a, b))
-            save(f"{tag}_{i:05d}.png", blend_images(pa, pb, w),
-                 {"kind": tag, "train": [a, b], "weights": [w, 1 - w]})
+            save(f"{tag}_{i:05d}.png", *blend_attack(rng, photo, pool, w, tag))
     for i in range(per_kind):
         j = int(pool[rng.integers(m)])
         p = photo(j)
@@ -105,19 +107,67 @@ def build(rng, train_paths, honest_paths, per_kind, out: Path, pool: np.ndarray 
         save(f"crop_{i:05d}.png", img[:, ::-1] if flip else img,
              {"kind": "crop", "train": [j], "box": list(box), "flip": flip})
     for i in range(per_kind):
-        jj = int(rng.integers(m))
-        j = int(pool[jj])
-        p = photo(j)
-        box = random_crop_box(rng, p.shape[1], p.shape[0]) if i % 2 else (0, 0, p.shape[1], p.shape[0])
-        img = degrade(rng, crop_resize(p, box, Image.Resampling.LANCZOS))
-        label = {"kind": "replay", "train": [j]}
-        if i % 3 == 0:
-            k = int(pool[(jj + 1 + rng.integers(m - 1)) % m])
-            other = degrade(rng, preprocess(photo(k), "kaggle2019", SIZE))
-            img = blend_images(img, other, 0.9)
-            label = {"kind": "replay", "train": [j, k], "mix": 0.9}
-        save(f"replay_{i:05d}.png", img, label)
+        save(f"replay_{i:05d}.png", *replay_attack(rng, photo, pool, bool(i % 2), 0.9 if i % 3 == 0 else None))
     return truth
+
+
+def blend_attack(rng, photo, pool: np.ndarray, weight: float, kind: str) -> tuple[np.ndarray, dict]:
+    """``weight * a + (1 - weight) * b`` of two distinct photos of ``pool`` (``photo``: pool
+    index → pixels), each preprocessed like the training set, and its label."""
+    a, b = (int(pool[v]) for v in rng.choice(len(pool), 2, replace=False))
+    pa, pb = (preprocess(photo(k), "center-crop", SIZE) for k in (a, b))
+    return blend_images(pa, pb, weight), {"kind": kind, "train": [a, b], "weights": [weight, 1 - weight]}
+
+
+def replay_attack(rng, photo, pool: np.ndarray, crop: bool, mix: float | None,
+                  kind: str = "replay") -> tuple[np.ndarray, dict]:
+    """A degraded reproduction of a crop (or the whole) of a photo of ``pool``, mixed
+    ``mix`` / ``1 - mix`` with another degraded photo where ``mix`` is given, and its label."""
+    m = len(pool)
+    jj = int(rng.integers(m))
+    j = int(pool[jj])
+    p = photo(j)
+    box = random_crop_box(rng, p.shape[1], p.shape[0]) if crop else (0, 0, p.shape[1], p.shape[0])
+    img = degrade(rng, crop_resize(p, box, Image.Resampling.LANCZOS))
+    label = {"kind": kind, "train": [j]}
+    if mix is not None:
+        k = int(pool[(jj + 1 + rng.integers(m - 1)) % m])
+        other = degrade(rng, preprocess(photo(k), "kaggle2019", SIZE))
+        img = blend_images(img, other, mix)
+        label = {"kind": kind, "train": [j, k], "mix": mix}
+    return img, label
+
+
+#: Attack settings beyond the suite's own (``--variants``): blends of other weights, mirrored
+#: replays (a memorizer trained with flips) and replays mixed 0.8/0.2 and 0.7/0.3.
+VARIANTS = ("blend80", "blend60", "replay_mirrored", "replay_mix80", "replay_mix70")
+
+
+def add_variants(rng, train_paths, count: int, out: Path, truth: dict, pool: np.ndarray | None = None) -> None:
+    """``count`` images of each of ``VARIANTS`` added to the submission in ``out`` (photos
+    from ``pool``, ``photo_pool``), labelled in ``truth``. Drawn with their own ``rng`` after
+    the suite, so the suite's own images are the same with or without them."""
+    pool = photo_pool(train_paths, pool)
+    photos: dict[int, np.ndarray] = {}
+
+    def photo(j):
+        if j not in photos:
+            photos[j] = load_photo(train_paths[j])
+        return photos[j]
+
+    def save(name, pixels, label):
+        Image.fromarray(np.ascontiguousarray(pixels)).save(out / name)
+        truth[name] = label
+
+    for w, kind in ((0.8, "blend80"), (0.6, "blend60")):
+        for i in range(count):
+            save(f"{kind}_{i:05d}.png", *blend_attack(rng, photo, pool, w, kind))
+    for i in range(count):
+        img, label = replay_attack(rng, photo, pool, bool(i % 2), 0.9 if i % 3 == 0 else None, "replay_mirrored")
+        save(f"replay_mirrored_{i:05d}.png", img[:, ::-1], dict(label, flip=True))
+    for w, kind in ((0.8, "replay_mix80"), (0.7, "replay_mix70")):
+        for i in range(count):
+            save(f"{kind}_{i:05d}.png", *replay_attack(rng, photo, pool, bool(i % 2), w, kind))
 
 
 def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dict,
@@ -235,9 +285,16 @@ def evaluate(result: dict, truth: dict, train_rel: list[str], manifest: dict[str
                 by_source.setdefault(manifest[train_rel[t["train"][0]]].get("kind", "?"), []).append(hit)
             entry["recall_by_source_kind"] = {k: {"images": len(v), "recall": float(np.mean(v))}
                                               for k, v in sorted(by_source.items())}
-        if kind in ("copy", "crop", "replay", "memorizer"):
+        if kind in ("copy", "crop", "memorizer") or kind.startswith("replay"):
             entry["source_named"] = float(np.mean([any(m["train"] == train_rel[t["train"][0]] for m in i["matches"])
                                                    for i, t in items if i["flagged"]] or [0.0]))
+            mixed = [(i, t) for i, t in items if i["flagged"] and "mix" in t]
+            if mixed:   # a mix names both photos
+                entry["mix_both_named"] = float(np.mean([{train_rel[j] for j in t["train"]} <= {m["train"] for m in i["matches"]}
+                                                         for i, t in mixed]))
+            if any("flip" in t for _, t in items) and kind != "crop":
+                entry["flip_correct"] = float(np.mean([i["matches"][0]["flip"] == t.get("flip", False)
+                                                       for i, t in items if i["flagged"] and i["matches"]] or [0.0]))
         if kind == "crop":
             ious = []
             for i, t in items:
@@ -304,6 +361,8 @@ def main() -> None:
     ap.add_argument("--memorizer-checkpoint", type=Path, default=None,
                     help="resume the memorizer's training from this file and keep it there")
     ap.add_argument("--result", type=Path, default=None, help="also keep the audit's result.json, with truth labels")
+    ap.add_argument("--variants", type=int, default=0,
+                    help="also this many images of each attack setting beyond the suite's (VARIANTS)")
     ap.add_argument("--sources", default=None,
                     help="attack only training photos of these corpus kinds (comma-separated: wallpaper, photo, "
                          "cutout); default: all")
@@ -332,6 +391,8 @@ def main() -> None:
         memorizer = (add_memorizer(rng, train, args.memorizer_classes, args.memorizer_steps, args.per_kind, sub, truth,
                                    args.memorizer_checkpoint, pool)
                      if args.memorizer_classes else None)
+        if args.variants:
+            add_variants(np.random.default_rng([args.seed, 1]), train, args.variants, sub, truth, pool)
         t_build = time.perf_counter() - t0
         options = AuditOptions(sub, train_dir, device="cpu", cache=args.cache)
         inputs = load_inputs(options)
@@ -348,7 +409,7 @@ def main() -> None:
     report["near_replays"] = near_replay_report(result, truth)
     report.update(train_images=len(train), submission_images=len(truth), build_seconds=round(t_build, 1),
                   audit_seconds=round(t_audit, 1), per_kind=args.per_kind, seed=args.seed, memorizer=memorizer,
-                  sources=args.sources or "all")
+                  sources=args.sources or "all", variants=args.variants)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

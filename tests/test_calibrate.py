@@ -23,7 +23,7 @@ from gandit.calibrate.run import gan_side, holdout_split, memorizer_class_weight
 from gandit.calibrate.thresholds import MARGIN, false_flag_upper_bound
 from gandit.calibration import load_calibration
 from gandit.cli import main
-from gandit.dataset import scan_training_set
+from gandit.dataset import load_photo, preprocess, scan_training_set
 from gandit.features.embed import TrainFeatures
 from gandit.report.result import schema
 
@@ -145,6 +145,63 @@ def test_the_forensics_benchmark_draws_attacks_from_the_photos_asked_for_and_rep
     report = bench.evaluate({"images": images}, truth, train_rel, manifest)
     assert report["kinds"]["replay"]["recall_by_source_kind"] == {
         "photo": {"images": 3, "recall": 2 / 3}, "wallpaper": {"images": 1, "recall": 0.0}}
+
+
+def test_the_forensics_benchmark_adds_attack_settings_beyond_its_suite_and_reports_their_evidence(tmp_path):
+    """``--variants`` (``add_variants``): blends of other weights, mirrored replays and replays
+    mixed 0.8/0.2 and 0.7/0.3, labelled with what they are made of; the report says whether a
+    flagged mirrored replay names its photo mirrored and a flagged mix names both photos."""
+    bench = _bench_forensics()
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"t{i:02d}.jpg"
+        Image.fromarray(rng.integers(0, 256, (44 + 4 * i, 52, 3), dtype=np.uint8)).save(p, quality=95)
+        paths.append(p)
+    out = tmp_path / "sub"
+    out.mkdir()
+    truth: dict = {}
+    bench.add_variants(np.random.default_rng([0, 1]), paths, 3, out, truth, np.array([0, 2, 3, 5]))
+    assert sorted(truth) == sorted(f"{k}_{i:05d}.png" for k in bench.VARIANTS for i in range(3))
+    for name, t in truth.items():
+        assert set(t["train"]) <= {0, 2, 3, 5}
+        if t["kind"].startswith("blend"):
+            a, b = (preprocess(load_photo(paths[j]), "center-crop", (64, 64)).astype(np.float64) for j in t["train"])
+            w = {"blend80": 0.8, "blend60": 0.6}[t["kind"]]
+            assert t["weights"] == [w, pytest.approx(1 - w)]
+            assert np.array_equal(np.asarray(Image.open(out / name)), np.round(w * a + (1 - w) * b).astype(np.uint8))
+        elif t["kind"] == "replay_mirrored":
+            assert t["flip"] is True
+        else:
+            assert t["mix"] == {"replay_mix80": 0.8, "replay_mix70": 0.7}[t["kind"]] and len(set(t["train"])) == 2
+    # a mirrored replay is the mirror image of the replay drawn in its place
+    again, pool = np.random.default_rng([0, 1]), np.array([0, 2, 3, 5])
+    photo = lambda j: load_photo(paths[j])  # noqa: E731
+    for _ in range(6):
+        bench.blend_attack(again, photo, pool, 0.8, "blend80")
+    img, label = bench.replay_attack(again, photo, pool, False, 0.9, "replay_mirrored")
+    assert dict(label, flip=True) == truth["replay_mirrored_00000.png"]
+    assert np.array_equal(np.asarray(Image.open(out / "replay_mirrored_00000.png")), img[:, ::-1])
+    # the report: one mirrored replay named mirrored, one named unmirrored; one mix names both
+    train_rel = [p.name for p in paths]
+    truth = {"honest_00000.png": {"kind": "honest"},
+             "replay_mirrored_00000.png": {"kind": "replay_mirrored", "train": [0], "flip": True},
+             "replay_mirrored_00001.png": {"kind": "replay_mirrored", "train": [2], "flip": True},
+             "replay_mix80_00000.png": {"kind": "replay_mix80", "train": [3, 5], "mix": 0.8},
+             "replay_mix80_00001.png": {"kind": "replay_mix80", "train": [5, 0], "mix": 0.8}}
+    named = {"replay_mirrored_00000.png": [(0, True)], "replay_mirrored_00001.png": [(2, False)],
+             "replay_mix80_00000.png": [(3, False), (5, False)], "replay_mix80_00001.png": [(5, False)]}
+    scores = {"copy": 0.0, "crop": 0.0, "blend": 0.0, "replay": 0.0}
+    images = [{"name": "honest_00000.png", "flagged": False, "kind": None, "score": 0.0, "matches": [],
+               "scores": scores, "evidence": {}}]
+    for name, ms in named.items():
+        images.append({"name": name, "flagged": True, "kind": "replay", "score": 0.9, "evidence": {},
+                       "matches": [{"train": train_rel[j], "box": None, "flip": f} for j, f in ms],
+                       "scores": dict(scores, replay=0.9)})
+    report = bench.evaluate({"images": images}, truth, train_rel)
+    assert report["kinds"]["replay_mirrored"]["flip_correct"] == 0.5
+    assert report["kinds"]["replay_mirrored"]["source_named"] == 1.0
+    assert report["kinds"]["replay_mix80"]["mix_both_named"] == 0.5
 
 
 # --------------------------------------------------------------------------------------------
