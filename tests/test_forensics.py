@@ -1051,6 +1051,38 @@ def test_a_mixed_replay_is_tested_with_its_partner_and_names_both_photos(world):
     assert len(failing) >= 4, shown        # measured: 4 (0.08-0.28)
 
 
+def test_a_flagged_replay_names_its_partner_where_the_partner_explains_much_of_what_it_leaves(world):
+    """A 0.9/0.1 mix whose single best region passes the replay tests outright scores higher
+    as a plain replay than as a mix; it still names its tenth's photo (weight about 0.1) where
+    that photo removes at least ``PARTNER_NAMED_GAIN`` of what the best region leaves and the
+    mix passes its own tests in part. Plain replays of the same photos name one photo."""
+    from gandit.calibrate.attacks import blend_images, degrade as degrade_attack
+    from gandit.forensics.analyze import PARTNER_NAMED_GAIN
+
+    _, photos, _, _, _ = world
+    rng = np.random.default_rng(5)
+    m = len(photos)
+    picked = [int(j) for j in rng.choice(m, 16, replace=False)]
+    tenths = [int((j + 1 + rng.integers(m - 1)) % m) for j in picked]
+    mixes = [blend_images(replay_of(rng, photos[j]),
+                          degrade_attack(rng, preprocess(photos[k], "kaggle2019", (64, 64))), 0.9)
+             for j, k in zip(picked, tenths)]
+    plains = [replay_of(rng, photos[j]) for j in picked]
+    found, plain = analyse_against(photos, mixes, plains)
+    shown = [(f.kind, round(f.score, 3), [(s_.photo, s_.weight) for s_ in f.sources],
+              {k: round(v, 3) for k, v in f.evidence.items() if "partner" in k}) for f in found]
+    named = [i for i, f in enumerate(found) if f.kind == "replay" and len(f.sources) == 2]
+    for i in named:
+        main, tenth = found[i].sources
+        assert (main.photo, tenth.photo) == (picked[i], tenths[i]), shown
+        assert 0.85 <= main.weight <= 0.95 and main.weight + tenth.weight == pytest.approx(1.0), shown
+    # named although the plain replay scores higher (measured: 2 of 16, partner gains 0.32, 0.64)
+    beyond = [i for i in named if found[i].evidence["replay_partnered_score"] < found[i].score]
+    assert len(beyond) >= 2 and len(named) >= 8, shown         # measured: 9 named
+    assert all(found[i].evidence["replay_partner_gain16"] >= PARTNER_NAMED_GAIN for i in beyond), shown
+    assert all(len(f.sources) <= 1 for f in plain), [(f.kind, [s_.photo for s_ in f.sources]) for f in plain]
+
+
 def test_inverted_file_box_index_proposes_the_photos_the_exact_index_proposes(world):
     """Large training sets get an approximate (IVF) box index: it must propose the cropped
     photo wherever the exact index does (crops of every training photo, as is and mirrored)."""
