@@ -468,6 +468,26 @@ def test_degraded_replays_are_flagged(world):
     assert np.mean(flagged) >= 0.7, [(f.kind, round(f.score, 3), f.evidence) for f in findings]
 
 
+def test_mirrored_replays_are_flagged_as_their_unmirrored_twins_with_the_flip_named(world):
+    """A memorizer trained with horizontal flips replays its photos mirrored: each mirrored
+    replay gets its unmirrored twin's kind and score, naming the same photo and box with the
+    flip toggled."""
+    _, photos, _, _, _ = world
+    rng = np.random.default_rng(21)
+    queries = [replay_of(rng, photos[int(j)]) for j in rng.choice(len(photos), 10, replace=False)]
+    plain = run(world, queries)
+    mirrored = run(world, [np.ascontiguousarray(q[:, ::-1]) for q in queries])
+    flagged = 0
+    for f, g in zip(plain, mirrored):     # the same up to float rounding of the mirrored renders
+        assert g.kind == f.kind and g.score == pytest.approx(f.score, abs=1e-4), (f.kind, f.score, g.kind, g.score)
+        if f.kind is not None and f.score >= 0.5:
+            flagged += 1
+            assert [(s.photo, not s.flip) for s in g.sources] == [(s.photo, s.flip) for s in f.sources]
+            for s, t in zip(g.sources, f.sources):
+                assert (s.box is None) == (t.box is None) and (s.box is None or np.allclose(s.box, t.box, atol=0.05))
+    assert flagged >= 7, flagged          # measured: 9 of 10
+
+
 def test_honest_look_alikes_are_not_flagged(world):
     _, _, honest, _, _ = world
     findings = run(world, honest)
