@@ -26,9 +26,11 @@ content, its other photos are held once, as a dataset of distinct photos holds t
 ``--sources photo,cutout`` builds every attack from photos of those kinds only.
 
 ``--variants N`` adds N images of each attack setting the suite does not hold (``VARIANTS``):
-blends 0.8/0.2 and 0.6/0.4, mirrored replays (a memorizer trained with horizontal flips), and
-replays mixed 0.8/0.2 and 0.7/0.3. They are drawn with their own random stream, after the
-suite, so the suite's images are the same with or without them.
+blends 0.8/0.2 and 0.6/0.4, mirrored replays (a memorizer trained with horizontal flips),
+replays mixed 0.8/0.2 and 0.7/0.3, and a photo mixed with its own mirror image (0.7/0.3 as it
+is, 0.5/0.5 degraded: what a memorizer trained with flips blurs its photos into). They are
+drawn with their own random stream, after the suite, so the suite's images are the same with or
+without them.
 
     python benchmarks/forensics.py [--per-kind 150] [--train-count 1600] [--out results.json]
                                    [--sources KINDS] [--variants N]
@@ -139,8 +141,11 @@ def replay_attack(rng, photo, pool: np.ndarray, crop: bool, mix: float | None,
 
 
 #: Attack settings beyond the suite's own (``--variants``): blends of other weights, mirrored
-#: replays (a memorizer trained with flips) and replays mixed 0.8/0.2 and 0.7/0.3.
-VARIANTS = ("blend80", "blend60", "replay_mirrored", "replay_mix80", "replay_mix70")
+#: replays (a memorizer trained with flips), replays mixed 0.8/0.2 and 0.7/0.3, and a photo
+#: mixed with its own mirror image, 0.7/0.3 as it is and 0.5/0.5 degraded (what a memorizer
+#: trained with flips blurs its photos into).
+VARIANTS = ("blend80", "blend60", "replay_mirrored", "replay_mix80", "replay_mix70", "mirror_mix70",
+            "mirror_replay50")
 
 
 def add_variants(rng, train_paths, count: int, out: Path, truth: dict, pool: np.ndarray | None = None) -> None:
@@ -168,6 +173,13 @@ def add_variants(rng, train_paths, count: int, out: Path, truth: dict, pool: np.
     for w, kind in ((0.8, "replay_mix80"), (0.7, "replay_mix70")):
         for i in range(count):
             save(f"{kind}_{i:05d}.png", *replay_attack(rng, photo, pool, bool(i % 2), w, kind))
+    for w, kind in ((0.7, "mirror_mix70"), (0.5, "mirror_replay50")):
+        for i in range(count):
+            j = int(pool[rng.integers(len(pool))])
+            a = preprocess(photo(j), "center-crop", SIZE)
+            img = blend_images(a, np.ascontiguousarray(a[:, ::-1]), w)
+            save(f"{kind}_{i:05d}.png", degrade(rng, img) if kind == "mirror_replay50" else img,
+                 {"kind": kind, "train": [j], "weights": [w, 1 - w], "mirror": True})
 
 
 def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dict,
@@ -266,6 +278,10 @@ def evaluate(result: dict, truth: dict, train_rel: list[str], manifest: dict[str
                  "kind_reported": {k: sum(1 for i, _ in items if i["kind"] == k and i["flagged"])
                                    for k in ("copy", "crop", "blend", "replay")},
                  "missed": sorted(i["name"] for i, _ in items if not i["flagged"])[:10]}
+        if any(t.get("mirror") for _, t in items):   # a photo mixed with its own mirror image
+            entry["mirror_both_named"] = float(np.mean(
+                [{(train_rel[t["train"][0]], False), (train_rel[t["train"][0]], True)}
+                 <= {(m["train"], m["flip"]) for m in i["matches"]} for i, t in items if i["flagged"]] or [0.0]))
         if kind.startswith("blend"):
             named = [set(m["train"] for m in i["matches"][:2]) == {train_rel[t["train"][0]], train_rel[t["train"][1]]}
                      and i["kind"] == "blend" for i, t in items]

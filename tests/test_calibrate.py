@@ -172,6 +172,12 @@ def test_the_forensics_benchmark_adds_attack_settings_beyond_its_suite_and_repor
             assert np.array_equal(np.asarray(Image.open(out / name)), np.round(w * a + (1 - w) * b).astype(np.uint8))
         elif t["kind"] == "replay_mirrored":
             assert t["flip"] is True
+        elif t["kind"].startswith("mirror"):
+            assert t["mirror"] is True and len(t["train"]) == 1
+            if t["kind"] == "mirror_mix70":
+                a = preprocess(load_photo(paths[t["train"][0]]), "center-crop", (64, 64)).astype(np.float64)
+                assert np.array_equal(np.asarray(Image.open(out / name)),
+                                      np.round(0.7 * a + (1 - 0.7) * a[:, ::-1]).astype(np.uint8))
         else:
             assert t["mix"] == {"replay_mix80": 0.8, "replay_mix70": 0.7}[t["kind"]] and len(set(t["train"])) == 2
     # a mirrored replay is the mirror image of the replay drawn in its place
@@ -182,15 +188,19 @@ def test_the_forensics_benchmark_adds_attack_settings_beyond_its_suite_and_repor
     img, label = bench.replay_attack(again, photo, pool, False, 0.9, "replay_mirrored")
     assert dict(label, flip=True) == truth["replay_mirrored_00000.png"]
     assert np.array_equal(np.asarray(Image.open(out / "replay_mirrored_00000.png")), img[:, ::-1])
-    # the report: one mirrored replay named mirrored, one named unmirrored; one mix names both
+    # the report: one mirrored replay named mirrored, one named unmirrored; one mix names both;
+    # one mix of a photo with its mirror names it both ways
     train_rel = [p.name for p in paths]
     truth = {"honest_00000.png": {"kind": "honest"},
              "replay_mirrored_00000.png": {"kind": "replay_mirrored", "train": [0], "flip": True},
              "replay_mirrored_00001.png": {"kind": "replay_mirrored", "train": [2], "flip": True},
              "replay_mix80_00000.png": {"kind": "replay_mix80", "train": [3, 5], "mix": 0.8},
-             "replay_mix80_00001.png": {"kind": "replay_mix80", "train": [5, 0], "mix": 0.8}}
+             "replay_mix80_00001.png": {"kind": "replay_mix80", "train": [5, 0], "mix": 0.8},
+             "mirror_mix70_00000.png": {"kind": "mirror_mix70", "train": [2], "weights": [0.7, 0.3], "mirror": True},
+             "mirror_mix70_00001.png": {"kind": "mirror_mix70", "train": [3], "weights": [0.7, 0.3], "mirror": True}}
     named = {"replay_mirrored_00000.png": [(0, True)], "replay_mirrored_00001.png": [(2, False)],
-             "replay_mix80_00000.png": [(3, False), (5, False)], "replay_mix80_00001.png": [(5, False)]}
+             "replay_mix80_00000.png": [(3, False), (5, False)], "replay_mix80_00001.png": [(5, False)],
+             "mirror_mix70_00000.png": [(2, False), (2, True)], "mirror_mix70_00001.png": [(3, False)]}
     scores = {"copy": 0.0, "crop": 0.0, "blend": 0.0, "replay": 0.0}
     images = [{"name": "honest_00000.png", "flagged": False, "kind": None, "score": 0.0, "matches": [],
                "scores": scores, "evidence": {}}]
@@ -202,6 +212,7 @@ def test_the_forensics_benchmark_adds_attack_settings_beyond_its_suite_and_repor
     assert report["kinds"]["replay_mirrored"]["flip_correct"] == 0.5
     assert report["kinds"]["replay_mirrored"]["source_named"] == 1.0
     assert report["kinds"]["replay_mix80"]["mix_both_named"] == 0.5
+    assert report["kinds"]["mirror_mix70"]["mirror_both_named"] == 0.5
 
 
 # --------------------------------------------------------------------------------------------

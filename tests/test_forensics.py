@@ -488,6 +488,35 @@ def test_mirrored_replays_are_flagged_as_their_unmirrored_twins_with_the_flip_na
     assert flagged >= 7, flagged          # measured: 9 of 10
 
 
+def test_a_mix_of_a_photo_with_its_own_mirror_names_the_photo_both_ways(world):
+    """A memorizer trained with horizontal flips blurs a photo with its mirror image, and a
+    cheater can mix the two as well: ``w * a + (1 - w) * mirror(a)`` of a preprocessed training
+    photo is a blend of two sources, the photo as it is and mirrored, with their weights; its
+    degraded replay is flagged naming both too. No other photo is involved, so the candidates'
+    decomposition (one source per photo) cannot name it."""
+    rng, _, _, train, _ = world
+    m = len(train.pixels)
+    picked = [int(j) for j in np.random.default_rng(3).choice(m, 8, replace=False)]
+    clean, degraded, truth = [], [], []
+    for i, j in enumerate(picked):
+        w = (0.7, 0.5)[i % 2]
+        a = train.pixels[j, 0].astype(np.float64)
+        clean.append(np.round(w * a + (1 - w) * a[:, ::-1]).astype(np.uint8))
+        degraded.append(degrade(rng, clean[-1]))
+        truth.append((j, w))
+    found = run(world, clean + degraded)
+    shown = [(f.kind, round(f.score, 3), [(s_.photo, s_.flip, s_.weight) for s_ in f.sources],
+              f.evidence.get("blend_mirror")) for f in found]
+    for f, (j, w) in zip(found[:8], truth):
+        assert f.kind == "blend" and f.score >= 0.5 and f.evidence.get("blend_mirror") == 1.0, shown
+        assert sorted((s_.photo, s_.flip) for s_ in f.sources) == [(j, False), (j, True)], shown
+        if w == 0.7:
+            assert not f.sources[0].flip and f.sources[0].weight == pytest.approx(0.7, abs=0.03), shown
+    both = [f for f, (j, _) in zip(found[8:], truth) if f.kind is not None and f.score >= 0.5
+            and sorted((s_.photo, s_.flip) for s_ in f.sources) == [(j, False), (j, True)]]
+    assert len(both) >= 4, shown          # measured: 5 of 8 (the old decomposition: 0)
+
+
 def test_honest_look_alikes_are_not_flagged(world):
     _, _, honest, _, _ = world
     findings = run(world, honest)

@@ -110,6 +110,10 @@ PARTNER_MIN_GAIN = 0.2
 #: flagged 0.9/0.1 mixes naming both their photos 82 -> 107 of 132; flagged plain replays named
 #: with a partner 0 -> 1 of 295 (at 0.2, by the same runs' evidence: 4); no score changes.
 PARTNER_NAMED_GAIN = 0.3
+#: A photo mixed with its own mirror image (``_decide``) is named both ways only where the lesser
+#: of the two holds at least this share: below it the image is the photo as it is, to within
+#: what resampling changes (a resampled copy of a nearly symmetric photo fits 5% of its mirror).
+MIRROR_MIN_WEIGHT = 0.1
 #: A box within this many canvas pixels of the whole canvas on every side is the whole image.
 WHOLE_TOLERANCE = 1.5
 #: The residual of a single source is searched when that source correlates at least this.
@@ -905,35 +909,61 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
     mixed_sources: tuple[Source, ...] = ()   # a partnered mixed replay's sources, when it wins
 
     blend_sources: tuple[Source, ...] = ()
+
+    def mix_scores(fit, sources_):
+        """The blend score of a decomposition (``blend.sources_to_blend``) of at least two
+        sources, its sources, and its score as a mixed replay (the coarse agreement of the mix,
+        tested like the best region's), with their evidence."""
+        faint = min(fit.ratios) < STRONG_RATIO
+        s, psnr, explained = _agreement_score(qi, torch.from_numpy(fit.fit), FAINT_BLEND_LEVELS if faint else None)
+        named = tuple(Source(sources_[c].photo, sources_[c].variant, sources_[c].box, sources_[c].flip, w)
+                      for c, w in zip(fit.columns, fit.weights))
+        mix = torch.from_numpy(fit.fit)[None]
+        e16, c8 = renders_to_replay_parts(qi[None], mix)
+        runner = evidence.get("replay_runner_up16", 0.0)
+        p16 = renders_to_psnr16_drift(qi[None], mix)
+        d16, _ = renders_to_detail16(qi[None], mix)
+        # the main source's place in its photo is as (in)distinct as the best region's: a
+        # second source that improves the fit does not make it more distinct
+        self_ratio = evidence.get("replay_self_ratio")
+        mixed = float(parts_to_replay_score(e16, c8, np.array([(1.0 - e16[0]) / max(1.0 - runner, 1e-6)]),
+                                            p16, d16, None if self_ratio is None else np.array([self_ratio]),
+                                            added_gain)[0])
+        found = dict(blend_psnr=psnr, blend_explained=explained, blend_gain=fit.gain,
+                     blend_min_ratio=float(min(fit.ratios)),
+                     mixed_replay_explained16=float(e16[0]), mixed_replay_detail16=float(d16[0]),
+                     mixed_replay_correlation8=float(c8[0]), mixed_replay_psnr16_drift=float(p16[0]),
+                     mixed_replay_psnr16=float(renders_to_psnr16(qi[None], mix)[0]))
+        return s, named, mixed, found, float(parts_to_coarse_score(e16, c8, p16, d16)[0])
+
     if columns:
         stack = torch.stack(columns).numpy()
         photos = np.array([s.photo for s in col_sources])
         fit = sources_to_blend(qi.numpy(), stack, photos)
-        if len(fit.photos) >= 2:
-            faint = min(fit.ratios) < STRONG_RATIO
-            s, psnr, explained = _agreement_score(qi, torch.from_numpy(fit.fit), FAINT_BLEND_LEVELS if faint else None)
+        chosen = mix_scores(fit, col_sources) if len(fit.photos) >= 2 else None
+        # A mix of the main photo with its own mirror (a memorizer trained with horizontal flips
+        # blurs the two; a cheater can mix them as well): the main photo's exact variants as
+        # they are and mirrored, decomposed on their own as two sources; it replaces the
+        # decomposition of the candidates where it scores higher, as a blend or a mixed replay.
+        # Not where one photo as it is explains the image with certainty (a copy of a nearly
+        # symmetric photo, resampled, takes a few percent of its mirror to fit the resampling).
+        main = ((whole_matches[0].photo, whole_matches[0].flip) if whole_matches
+                else (copy.train, copy.flip) if copy is not None else None)
+        if main is not None and scores["copy"] < 1.0 and scores["crop"] < 1.0:
+            ghost = [Source(main[0], v, None, f) for f in (main[1], not main[1]) for v in range(train.pixels.shape[1])]
+            gfit = sources_to_blend(qi.numpy(), np.stack([_exact(train, g.photo, g.variant, g.flip).numpy()
+                                                          for g in ghost]),
+                                    np.array([int(g.flip != main[1]) for g in ghost]))
+            if len(gfit.photos) == 2 and min(gfit.weights) >= MIRROR_MIN_WEIGHT:
+                mirrored = mix_scores(gfit, ghost)
+                if max(mirrored[0], mirrored[2]) > (0.0 if chosen is None else max(chosen[0], chosen[2])):
+                    chosen = mirrored
+                    evidence["blend_mirror"] = 1.0
+        if chosen is not None:
+            s, blend_sources, mixed, found, coarse = chosen
             scores["blend"] = s
-            evidence.update(blend_psnr=psnr, blend_explained=explained, blend_gain=fit.gain,
-                            blend_min_ratio=float(min(fit.ratios)))
-            blend_sources = tuple(Source(col_sources[c].photo, col_sources[c].variant, col_sources[c].box,
-                                         col_sources[c].flip, w) for c, w in zip(fit.columns, fit.weights))
-            # A mixed replay: the coarse agreement of the mix, when it beats the single source.
-            e16, c8 = renders_to_replay_parts(qi[None], torch.from_numpy(fit.fit)[None])
-            runner = evidence.get("replay_runner_up16", 0.0)
-            mix = torch.from_numpy(fit.fit)[None]
-            p16 = renders_to_psnr16_drift(qi[None], mix)
-            d16, _ = renders_to_detail16(qi[None], mix)
-            # the main source's place in its photo is as (in)distinct as the best region's: a
-            # second source that improves the fit does not make it more distinct
-            self_ratio = evidence.get("replay_self_ratio")
-            mixed = float(parts_to_replay_score(e16, c8, np.array([(1.0 - e16[0]) / max(1.0 - runner, 1e-6)]),
-                                                p16, d16, None if self_ratio is None else np.array([self_ratio]),
-                                                added_gain)[0])
-            evidence.update(mixed_replay_explained16=float(e16[0]), mixed_replay_detail16=float(d16[0]),
-                            mixed_replay_correlation8=float(c8[0]), mixed_replay_psnr16_drift=float(p16[0]),
-                            mixed_replay_psnr16=float(renders_to_psnr16(qi[None], mix)[0]))
-            evidence["replay_coarse"] = max(evidence.get("replay_coarse", 0.0),
-                                            float(parts_to_coarse_score(e16, c8, p16, d16)[0]))
+            evidence.update(found)
+            evidence["replay_coarse"] = max(evidence.get("replay_coarse", 0.0), coarse)
             if mixed > scores["replay"]:
                 scores["replay"] = mixed
                 replay_source = None
