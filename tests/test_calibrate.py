@@ -103,6 +103,16 @@ def _bench_forensics():
     return module
 
 
+def _random_jpegs(folder: Path, rng, count: int, height: int, width: int) -> list[Path]:
+    """``count`` JPEGs of random pixels in ``folder``, ``height + 4 * i`` by ``width``."""
+    paths = []
+    for i in range(count):
+        p = folder / f"t{i:02d}.jpg"
+        Image.fromarray(rng.integers(0, 256, (height + 4 * i, width, 3), dtype=np.uint8)).save(p, quality=95)
+        paths.append(p)
+    return paths
+
+
 def test_the_forensics_benchmark_uses_the_attack_module():
     module = _bench_forensics()
     for name in ("FILTERS", "random_crop_box", "crop_resize", "degrade", "copy_image", "blend_images"):
@@ -115,11 +125,7 @@ def test_the_forensics_benchmark_draws_attacks_from_the_photos_asked_for_and_rep
     gives each kind's recall by its source's corpus kind."""
     bench = _bench_forensics()
     rng = np.random.default_rng(0)
-    paths = []
-    for i in range(8):
-        p = tmp_path / f"t{i:02d}.jpg"
-        Image.fromarray(rng.integers(0, 256, (40 + 4 * i, 48, 3), dtype=np.uint8)).save(p, quality=95)
-        paths.append(p)
+    paths = _random_jpegs(tmp_path, rng, 8, 40, 48)
     honest = tmp_path / "h00.jpg"
     Image.fromarray(rng.integers(0, 256, (50, 50, 3), dtype=np.uint8)).save(honest, quality=95)
     truth = bench.build(np.random.default_rng(3), paths, [honest], 6, tmp_path / "pooled", np.array([2, 5, 6]))
@@ -148,16 +154,12 @@ def test_the_forensics_benchmark_draws_attacks_from_the_photos_asked_for_and_rep
 
 
 def test_the_forensics_benchmark_adds_attack_settings_beyond_its_suite_and_reports_their_evidence(tmp_path):
-    """``--variants`` (``add_variants``): blends of other weights, mirrored replays and replays
-    mixed 0.8/0.2 and 0.7/0.3, labelled with what they are made of; the report says whether a
-    flagged mirrored replay names its photo mirrored and a flagged mix names both photos."""
+    """``--variants`` (``add_variants``): blends of other weights, mirrored replays, replays
+    mixed 0.8/0.2 and 0.7/0.3 and photos mixed with their own mirror image, labelled with what
+    they are made of; the report says whether a flagged mirrored replay names its photo
+    mirrored, a flagged mix both photos and a mirror mix its photo both ways."""
     bench = _bench_forensics()
-    rng = np.random.default_rng(1)
-    paths = []
-    for i in range(6):
-        p = tmp_path / f"t{i:02d}.jpg"
-        Image.fromarray(rng.integers(0, 256, (44 + 4 * i, 52, 3), dtype=np.uint8)).save(p, quality=95)
-        paths.append(p)
+    paths = _random_jpegs(tmp_path, np.random.default_rng(1), 6, 44, 52)
     out = tmp_path / "sub"
     out.mkdir()
     truth: dict = {}
