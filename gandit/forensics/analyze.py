@@ -21,7 +21,8 @@ For every submitted image, in batches (cost linear in the submission):
    rounded mix of two exact training images (``exact_blend``), which then names them; where
    no pair of candidates is and a second source of a cheater's weights could make one, every
    training photo is ranked as the second source (``_exhaustive_second_sources``) and the image
-   decided again;
+   decided again; the best whole photo is also decomposed over itself as it is and mirrored,
+   which names a mix of a photo with its own mirror image (``MIRROR_MIN_WEIGHT``);
 5. **replay** — coarse agreement of the best aligned region or mix (``replay.py``), tested
    against other photos' regions (``_runner_ups``); a 0.9/0.1 mixed replay is tested with its
    second source (the *partner*, from the residual search) in every fit, and names both where
