@@ -798,10 +798,15 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
     columns: list[torch.Tensor] = []
     col_sources: list[Source] = []
 
+    def exact_columns(photo: int, flip: bool) -> tuple[list[torch.Tensor], list[Source]]:
+        """Every preprocessing variant of a photo, whole, as is or mirrored: renders and sources."""
+        sources_ = [Source(photo, v, None, flip) for v in range(train.pixels.shape[1])]
+        return [_exact(train, photo, v, flip) for v in range(train.pixels.shape[1])], sources_
+
     def add_exact(photo: int, flip: bool) -> None:
-        for v in range(train.pixels.shape[1]):
-            columns.append(_exact(train, photo, v, flip))
-            col_sources.append(Source(photo, v, None, flip))
+        renders, sources_ = exact_columns(photo, flip)
+        columns.extend(renders)
+        col_sources.extend(sources_)
 
     def add_region(c: Candidate, canvas) -> None:
         c64, local = canvas
@@ -951,9 +956,9 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         main = ((whole_matches[0].photo, whole_matches[0].flip) if whole_matches
                 else (copy.train, copy.flip) if copy is not None else None)
         if main is not None and scores["copy"] < 1.0 and scores["crop"] < 1.0:
-            ghost = [Source(main[0], v, None, f) for f in (main[1], not main[1]) for v in range(train.pixels.shape[1])]
-            gfit = sources_to_blend(qi.numpy(), np.stack([_exact(train, g.photo, g.variant, g.flip).numpy()
-                                                          for g in ghost]),
+            (as_is, ghost), (mirror, ghost_mirror) = exact_columns(*main), exact_columns(main[0], not main[1])
+            ghost = ghost + ghost_mirror
+            gfit = sources_to_blend(qi.numpy(), torch.stack(as_is + mirror).numpy(),
                                     np.array([int(g.flip != main[1]) for g in ghost]))
             if len(gfit.photos) == 2 and min(gfit.weights) >= MIRROR_MIN_WEIGHT:
                 mirrored = mix_scores(gfit, ghost)
