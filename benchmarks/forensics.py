@@ -28,7 +28,8 @@ content, its other photos are held once, as a dataset of distinct photos holds t
 ``--variants N`` adds N images of each attack setting the suite does not hold (``VARIANTS``):
 blends 0.8/0.2 and 0.6/0.4, mirrored replays (a memorizer trained with horizontal flips),
 replays mixed 0.8/0.2 and 0.7/0.3, and a photo mixed with its own mirror image (0.7/0.3 as it
-is, 0.5/0.5 degraded: what a memorizer trained with flips blurs its photos into). They are
+is, 0.5/0.5 degraded: what a memorizer trained with flips blurs its photos into), and soft
+replays (blur radius 1.5-2.5 instead of 0.4-1.2, the rest of the degradation as before). They are
 drawn with their own random stream, after the suite, so the suite's images are the same with or
 without them.
 
@@ -122,15 +123,16 @@ def blend_attack(rng, photo, pool: np.ndarray, weight: float, kind: str) -> tupl
 
 
 def replay_attack(rng, photo, pool: np.ndarray, crop: bool, mix: float | None,
-                  kind: str = "replay") -> tuple[np.ndarray, dict]:
-    """A degraded reproduction of a crop (or the whole) of a photo of ``pool``, mixed
-    ``mix`` / ``1 - mix`` with another degraded photo where ``mix`` is given, and its label."""
+                  kind: str = "replay", blur: tuple[float, float] = (0.4, 1.2)) -> tuple[np.ndarray, dict]:
+    """A degraded reproduction of a crop (or the whole) of a photo of ``pool`` (Gaussian blur of
+    a radius within ``blur``, ``calibrate.attacks.degrade``), mixed ``mix`` / ``1 - mix`` with
+    another degraded photo where ``mix`` is given, and its label."""
     m = len(pool)
     jj = int(rng.integers(m))
     j = int(pool[jj])
     p = photo(j)
     box = random_crop_box(rng, p.shape[1], p.shape[0]) if crop else (0, 0, p.shape[1], p.shape[0])
-    img = degrade(rng, crop_resize(p, box, Image.Resampling.LANCZOS))
+    img = degrade(rng, crop_resize(p, box, Image.Resampling.LANCZOS), blur)
     label = {"kind": kind, "train": [j]}
     if mix is not None:
         k = int(pool[(jj + 1 + rng.integers(m - 1)) % m])
@@ -145,7 +147,10 @@ def replay_attack(rng, photo, pool: np.ndarray, crop: bool, mix: float | None,
 #: mixed with its own mirror image, 0.7/0.3 as it is and 0.5/0.5 degraded (what a memorizer
 #: trained with flips blurs its photos into).
 VARIANTS = ("blend80", "blend60", "replay_mirrored", "replay_mix80", "replay_mix70", "mirror_mix70",
-            "mirror_replay50")
+            "mirror_replay50", "replay_soft")
+#: Blur radii of the soft replays (``replay_soft``: a memorizer's blurrier reproductions), against
+#: the suite's 0.4-1.2.
+SOFT_BLUR = (1.5, 2.5)
 
 
 def add_variants(rng, train_paths, count: int, out: Path, truth: dict, pool: np.ndarray | None = None) -> None:
@@ -180,6 +185,8 @@ def add_variants(rng, train_paths, count: int, out: Path, truth: dict, pool: np.
             img = blend_images(a, np.ascontiguousarray(a[:, ::-1]), w)
             save(f"{kind}_{i:05d}.png", degrade(rng, img) if kind == "mirror_replay50" else img,
                  {"kind": kind, "train": [j], "weights": [w, 1 - w], "mirror": True})
+    for i in range(count):
+        save(f"replay_soft_{i:05d}.png", *replay_attack(rng, photo, pool, bool(i % 2), None, "replay_soft", SOFT_BLUR))
 
 
 def add_memorizer(rng, train_paths, classes, steps, count, out: Path, truth: dict,

@@ -180,8 +180,17 @@ def test_the_forensics_benchmark_adds_attack_settings_beyond_its_suite_and_repor
                 a = preprocess(load_photo(paths[t["train"][0]]), "center-crop", (64, 64)).astype(np.float64)
                 assert np.array_equal(np.asarray(Image.open(out / name)),
                                       np.round(0.7 * a + (1 - 0.7) * a[:, ::-1]).astype(np.uint8))
+        elif t["kind"] == "replay_soft":
+            assert "mix" not in t and len(t["train"]) == 1
         else:
             assert t["mix"] == {"replay_mix80": 0.8, "replay_mix70": 0.7}[t["kind"]] and len(set(t["train"])) == 2
+    # a soft replay is degraded with the same draws as a replay, only blurred more
+    photo64 = preprocess(load_photo(paths[0]), "center-crop", (64, 64))
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    plain, soft = attacks.degrade(a, photo64), attacks.degrade(b, photo64, bench.SOFT_BLUR)
+    assert a.random() == b.random()
+    detail = lambda x: np.abs(np.diff(x.astype(np.float64), axis=1)).mean()  # noqa: E731
+    assert detail(soft) < 0.8 * detail(plain), (detail(soft), detail(plain))
     # a mirrored replay is the mirror image of the replay drawn in its place
     again, pool = np.random.default_rng([0, 1]), np.array([0, 2, 3, 5])
     photo = lambda j: load_photo(paths[j])  # noqa: E731

@@ -63,10 +63,11 @@ def crop_resize(photo: np.ndarray, box: tuple[int, int, int, int], resample: int
     return np.asarray(Image.fromarray(photo).crop((x, y, x + w, y + h)).resize(tuple(size), resample))
 
 
-def degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Gaussian blur (radius 0.4–1.2), colour drift (gain 0.9–1.1, offset ±12 per channel),
-    Gaussian noise (sigma 2–8) and JPEG re-encoding (quality 40–84) of a uint8 image."""
-    im = Image.fromarray(image).filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.2)))
+def degrade(rng: np.random.Generator, image: np.ndarray, blur: tuple[float, float] = (0.4, 1.2)) -> np.ndarray:
+    """Gaussian blur (radius within ``blur``: 0.4–1.2), colour drift (gain 0.9–1.1, offset ±12
+    per channel), Gaussian noise (sigma 2–8) and JPEG re-encoding (quality 40–84) of a uint8
+    image. The same random draws for any ``blur``."""
+    im = Image.fromarray(image).filter(ImageFilter.GaussianBlur(rng.uniform(*blur)))
     x = np.asarray(im).astype(np.float64)
     x = x * rng.uniform(0.9, 1.1, size=3) + rng.uniform(-12, 12, size=3)      # colour drift
     x = x + rng.normal(0, rng.uniform(2, 8), x.shape)
