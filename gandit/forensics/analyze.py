@@ -53,10 +53,11 @@ from gandit.forensics import KINDS
 from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, flat_references,
                                    images_to_agreement_score, images_to_psnr32, point_renders_to_copy_score,
                                    region_to_point_renders, thumbnails_to_agreement, to_side)
-from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, parts_to_coarse_score,
+from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, blur_each, gaussian_blur, parts_to_coarse_score,
                                      parts_to_partnered_replay_score, parts_to_replay_score, pool, renders_to_added_gain16,
-                                     renders_to_detail16, renders_to_partnered16, renders_to_partnered_fit16,
-                                     renders_to_psnr16, renders_to_psnr16_drift, renders_to_replay_parts)
+                                     renders_to_blur_matched, renders_to_detail16, renders_to_partnered16,
+                                     renders_to_partnered_fit16, renders_to_psnr16, renders_to_psnr16_drift,
+                                     renders_to_replay_parts)
 from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_whole
 from gandit.progress import SILENT, ProgressReporter
 
@@ -463,6 +464,12 @@ class RunnerUp:
     #: tried adds, and the highest ratio of what the best region leaves to what another photo's does
     partnered_gain16: float | None = None
     partnered_ratio16: float | None = None
+    #: the soft-replay hypothesis (``replay.renders_to_blur_matched``): the Gaussian that blurs
+    #: the best region as the image is, and, with every region tried and the best region's
+    #: photo elsewhere blurred by it too, ``explained16`` and ``self16`` again (None: not tested)
+    soft_sigma32: float | None = None
+    soft_explained16: float | None = None
+    soft_self16: float | None = None
 
 
 def shifted_boxes(box: np.ndarray, width: float, height: float,
@@ -585,6 +592,7 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     rows = np.array([rows[j] for j in keep])
     regions = regions[torch.as_tensor(keep)]
     best = [best[j] for j in keep]
+    _, sigma = renders_to_blur_matched(q[torch.as_tensor(rows)], regions)
     # the partner of each image: the offered second source that adds most to its best region,
     # where it adds at least PARTNER_MIN_GAIN
     partner: list[tuple[torch.Tensor, Source] | None] = [None] * len(rows)
@@ -614,22 +622,25 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     # the best region's own photo, elsewhere: the same content shifted is no place of origin
     shifts = [shifted_boxes(c.box, c64.shape[-1], c64.shape[-2]) for c in best]
     self16, self_gain = [None] * len(rows), [0.0] * len(rows)
+    soft_self16: list[float | None] = [None] * len(rows)
     self_pgain = [np.nan] * len(rows)
     owner = np.repeat(np.arange(len(rows)), [len(b) for b in shifts])
     if len(owner):
         moved = render(c64, np.array([local[best[j].photo] for j in owner]), np.concatenate(shifts), 32,
                        np.array([best[j].flip for j in owner]))
         explained = renders_to_replay_parts(q[torch.as_tensor(rows[owner])], moved)[0]
+        soft_explained = renders_to_replay_parts(q[torch.as_tensor(rows[owner])], blur_each(moved, sigma[owner]))[0]
         gained = renders_to_added_gain16(q[torch.as_tensor(rows[owner])], regions[torch.as_tensor(owner)], moved)
         pgained, _ = partnered(owner, moved)
         for j in range(len(rows)):
             mine = owner == j
             self16[j] = float(explained[mine].max()) if mine.any() else None
+            soft_self16[j] = float(soft_explained[mine].max()) if mine.any() else None
             self_gain[j] = float(gained[mine].max()) if mine.any() else 0.0
             if mine.any() and with_partner[j]:
                 self_pgain[j] = float(pgained[mine].max())
-    # (photo, e16, pair, gain, partnered gain, partnered ratio) of every region tried
-    entries: dict[int, list[tuple[int, float, float, float, float, float]]] = {j: [] for j in range(len(rows))}
+    # (photo, e16, pair, gain, partnered gain, partnered ratio, soft e16) of every region tried
+    entries: dict[int, list[tuple[int, float, float, float, float, float, float]]] = {j: [] for j in range(len(rows))}
 
     def add(which: np.ndarray, photos_: list[int], canvas, at: np.ndarray, boxes: np.ndarray,
             flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -640,8 +651,9 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
         pair = renders_to_replay_parts(regions[torch.as_tensor(which)], rs)[0]
         gain = renders_to_added_gain16(q[torch.as_tensor(rows[which])], regions[torch.as_tensor(which)], rs)
         pgain, pratio = partnered(which, rs)
-        for j, photo, e, p, g, pg, pr in zip(which, photos_, explained, pair, gain, pgain, pratio):
-            entries[int(j)].append((int(photo), float(e), float(p), float(g), float(pg), float(pr)))
+        soft = renders_to_replay_parts(q[torch.as_tensor(rows[which])], blur_each(rs, sigma[which]))[0]
+        for j, photo, e, p, g, pg, pr, se in zip(which, photos_, explained, pair, gain, pgain, pratio, soft):
+            entries[int(j)].append((int(photo), float(e), float(p), float(g), float(pg), float(pr), float(se)))
         return explained, pair
 
     # the coarse pass's own runner-up (as ``_decide`` renders it)
@@ -674,8 +686,10 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
             fb, _ = refine_boxes(more64, at[fine], boxes[fine], flip[fine], q[torch.as_tensor(rows[which[fine]])],
                                  first_step=FINE_STEPS[0], last_step=FINE_STEPS[1], photo_aspect=aspect[fine])
             add(which[fine], [ids[f] for f in fine], more64, at[fine], fb, flip[fine])
-    return {int(i): regions_to_runner_up(entries[j], self16[j], self_gain[j], self_pgain[j], partner[j],
-                                         partner_gain[j])
+    return {int(i): dataclasses.replace(
+                regions_to_runner_up(entries[j], self16[j], self_gain[j], self_pgain[j], partner[j], partner_gain[j]),
+                soft_sigma32=float(sigma[j]), soft_self16=soft_self16[j],
+                soft_explained16=max([t[6] for t in entries[j] if t[2] < DUPLICATE_REGION], default=None))
             for j, i in enumerate(rows)}
 
 
@@ -907,6 +921,27 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         scores["replay"] = float(parts_to_replay_score(e16, c8, np.array([distinct]), p16, d16, self_ratio,
                                                        added_gain)[0])
         evidence["replay_coarse"] = float(parts_to_coarse_score(e16, c8, p16, d16)[0])
+        if runner_up is not None and runner_up.soft_sigma32 is not None:
+            # a soft replay: the region blurred as the image is (the Gaussian that reproduces it
+            # best), measured again, and tested against every other region tried and its own
+            # photo elsewhere blurred alike
+            sigma = runner_up.soft_sigma32
+            rb = gaussian_blur(r[None], sigma)
+            be16, bc8 = renders_to_replay_parts(qi[None], rb)
+            bp16 = renders_to_psnr16_drift(qi[None], rb)
+            bd16, _ = renders_to_detail16(qi[None], rb)
+            brunner = runner_up.soft_explained16 if runner_up.soft_explained16 is not None else 0.0
+            bdistinct = float((1.0 - be16[0]) / max(1.0 - brunner, 1e-6))
+            bself = (None if runner_up.soft_self16 is None
+                     else np.array([(1.0 - be16[0]) / max(1.0 - runner_up.soft_self16, 1e-6)]))
+            soft = float(parts_to_replay_score(be16, bc8, np.array([bdistinct]), bp16, bd16, bself, added_gain)[0])
+            evidence.update(soft_replay_sigma32=sigma, soft_replay_explained16=float(be16[0]),
+                            soft_replay_psnr16_drift=float(bp16[0]), soft_replay_detail16=float(bd16[0]),
+                            soft_replay_runner_up16=brunner, soft_replay_unexplained_ratio=bdistinct,
+                            soft_replay_score=soft)
+            if bself is not None:
+                evidence["soft_replay_self_ratio"] = float(bself[0])
+            scores["replay"] = max(scores["replay"], soft)
         replay_source = Source(c.photo, cv, None if is_whole(c.box, width, height)
                                else tuple(float(v) for v in c.box), c.flip)
         best_region, best_source = r, replay_source

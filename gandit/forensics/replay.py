@@ -60,6 +60,16 @@ of two parts mapped onto [0, 1] between an honest and a certain level (``LEVELS`
   whose fitted mix is beyond every coarse anchor gain at least 0.114 where the ratio is ≤ 0.6
   (one with a partial coarse score gains 0.077), replays flagged with their partner a median
   0.03;
+* soft replays (a memorizer's blurrier reproductions; ``renders_to_blur_matched``): the best
+  region blurred by the Gaussian (sigma 0.5-1.25 pixels of a 32x32 render, ``BLUR_SIGMAS``)
+  that reproduces the image best after a colour drift is scored again, every part measured
+  against it, and with every region tried and the best region's own photo elsewhere blurred by
+  the same Gaussian in the ratio tests (``evidence.soft_replay_*``); the replay score is the
+  higher of the two. A blurred copy leaves unexplained mostly the detail its blur removed,
+  which a sharp region cannot reproduce and no other region reproduces either; blurred alike,
+  the copy's source explains it almost entirely and the others do not. The added-gain tests
+  keep their smoothing columns and are not repeated. The near-replay count keeps the coarse
+  score of the region as it is (``evidence.replay_coarse``);
 * ``detail16``: the share of the source's mid-frequency detail (16x16 minus its 4x4
   smoothing) that the image reproduces: two tiles of one sky share a gradient, not clouds;
 * ``psnr16``: PSNR at 16x16 after at most a colour drift (per-channel gain within ±15%,
@@ -325,3 +335,43 @@ def renders_to_partnered_fit16(query: torch.Tensor, best: torch.Tensor,
     wp = (beta[..., 3] + beta[..., 4]).clamp_min(0.0)
     weight = (wb / (wb + wp).clamp_min(1e-12)).mean(dim=-1)
     return fit.view(q.shape).float(), weight.numpy().astype(np.float64)
+
+
+#: Gaussian blurs (standard deviations in pixels of a 32x32 render; 1-2.5 pixels at 64x64) of
+#: the soft-replay hypothesis (``renders_to_blur_matched``).
+BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.25)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(K, 3, s, s) renders blurred by a separable Gaussian of ``sigma`` pixels, truncated at
+    3 sigma and normalised, edges replicated (``scipy.ndimage.gaussian_filter`` with
+    ``mode="nearest"``, ``truncate=3``)."""
+    r = int(3.0 * sigma + 0.5)
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[-3]
+    y = torch.nn.functional.pad(x, (r, r, r, r), mode="replicate")
+    y = torch.nn.functional.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return torch.nn.functional.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def blur_each(x: torch.Tensor, sigmas: np.ndarray) -> torch.Tensor:
+    """(K, 3, s, s) renders, each blurred by its own sigma of ``sigmas`` (K,) (``gaussian_blur``)."""
+    out = torch.empty_like(x)
+    for sigma in np.unique(sigmas):
+        at = torch.as_tensor(np.flatnonzero(sigmas == sigma))
+        out[at] = gaussian_blur(x[at], float(sigma))
+    return out
+
+
+def renders_to_blur_matched(query: torch.Tensor, source: torch.Tensor,
+                            sigmas: tuple[float, ...] = BLUR_SIGMAS) -> tuple[torch.Tensor, np.ndarray]:
+    """The soft-replay hypothesis of aligned (K, 3, 32, 32) renders: each source blurred by
+    the Gaussian of ``sigmas`` that reproduces its query best at 16x16 after a colour drift
+    (``renders_to_psnr16_drift``), as (K, 3, 32, 32) renders, and that sigma (K,)."""
+    blurred = torch.stack([gaussian_blur(source, s) for s in sigmas])          # (S, K, 3, 32, 32)
+    psnr = np.stack([renders_to_psnr16_drift(query, b) for b in blurred])      # (S, K)
+    best = psnr.argmax(axis=0)
+    k = torch.arange(source.shape[0])
+    return blurred[torch.as_tensor(best), k], np.asarray(sigmas, dtype=np.float64)[best]
