@@ -1249,6 +1249,6 @@ def test_soft_replays_are_tested_against_their_region_blurred_alike(world):
     flagged = [f for f, j in zip(found, truth) if f.kind is not None and f.score >= 0.5 and f.sources[0].photo == j]
     assert len(flagged) >= 13, shown
     replays = [f for f in flagged if f.kind == "replay"]
-    assert len(replays) >= 9, shown      # measured: 10, every one at 1.0 (without the hypothesis: 0.50-1.0)
+    assert len(replays) >= 9, shown      # measured: 10, every one at 1.0 (without the hypothesis: 8, at 0.51-1.0)
     for f in replays:                    # the soft hypothesis holds the score, blurred beyond the suite's replays
         assert f.score == f.evidence["soft_replay_score"] and f.evidence["soft_replay_sigma32"] >= 0.75, shown
