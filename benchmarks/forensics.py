@@ -145,7 +145,7 @@ def replay_attack(rng, photo, pool: np.ndarray, crop: bool, mix: float | None,
 #: Attack settings beyond the suite's own (``--variants``): blends of other weights, mirrored
 #: replays (a memorizer trained with flips), replays mixed 0.8/0.2 and 0.7/0.3, and a photo
 #: mixed with its own mirror image, 0.7/0.3 as it is and 0.5/0.5 degraded (what a memorizer
-#: trained with flips blurs its photos into).
+#: trained with flips blurs its photos into), and soft replays (``SOFT_BLUR``).
 VARIANTS = ("blend80", "blend60", "replay_mirrored", "replay_mix80", "replay_mix70", "mirror_mix70",
             "mirror_replay50", "replay_soft")
 #: Blur radii of the soft replays (``replay_soft``: a memorizer's blurrier reproductions), against

@@ -55,9 +55,9 @@ from gandit.forensics.copy import (POINT_GATE, POINT_MIN_GAIN_DB, CopyMatch, fla
                                    region_to_point_renders, thumbnails_to_agreement, to_side)
 from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, blur_each, gaussian_blur, parts_to_coarse_score,
                                      parts_to_partnered_replay_score, parts_to_replay_score, pool, renders_to_added_gain16,
-                                     renders_to_blur_matched, renders_to_detail16, renders_to_partnered16,
-                                     renders_to_partnered_fit16, renders_to_psnr16, renders_to_psnr16_drift,
-                                     renders_to_replay_parts)
+                                     renders_to_blur_matched, renders_to_coarse_parts, renders_to_detail16,
+                                     renders_to_partnered16, renders_to_partnered_fit16, renders_to_psnr16,
+                                     renders_to_replay_parts, unexplained_ratio)
 from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_whole
 from gandit.progress import SILENT, ProgressReporter
 
@@ -686,21 +686,22 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
             fb, _ = refine_boxes(more64, at[fine], boxes[fine], flip[fine], q[torch.as_tensor(rows[which[fine]])],
                                  first_step=FINE_STEPS[0], last_step=FINE_STEPS[1], photo_aspect=aspect[fine])
             add(which[fine], [ids[f] for f in fine], more64, at[fine], fb, flip[fine])
-    return {int(i): dataclasses.replace(
-                regions_to_runner_up(entries[j], self16[j], self_gain[j], self_pgain[j], partner[j], partner_gain[j]),
-                soft_sigma32=float(sigma[j]), soft_self16=soft_self16[j],
-                soft_explained16=max([t[6] for t in entries[j] if t[2] < DUPLICATE_REGION], default=None))
+    return {int(i): regions_to_runner_up(entries[j], self16[j], self_gain[j], self_pgain[j], partner[j],
+                                         partner_gain[j], float(sigma[j]), soft_self16[j])
             for j, i in enumerate(rows)}
 
 
-def regions_to_runner_up(tried: list[tuple[int, float, float, float, float, float]], self16: float | None,
+def regions_to_runner_up(tried: list[tuple[float, ...]], self16: float | None,
                          self_gain: float, self_pgain: float,
                          partner: tuple[torch.Tensor, Source] | None = None,
-                         partner_gain: float | None = None) -> RunnerUp:
+                         partner_gain: float | None = None, soft_sigma32: float | None = None,
+                         soft_self16: float | None = None) -> RunnerUp:
     """The runner-up of one image from the regions tried for it (``_runner_ups``), each as
-    ``(photo, explained16, pair16, gain16, partnered_gain16, partnered_ratio16)`` (the last two
-    NaN where the image has no partner), and from the best region's own photo elsewhere
-    (``self16``, and the most it adds: ``self_gain``, ``self_pgain`` with the partner).
+    ``(photo, explained16, pair16, gain16, partnered_gain16, partnered_ratio16[, soft16])`` (the
+    partnered two NaN where the image has no partner; ``soft16``: its explained16 blurred by
+    ``soft_sigma32``, the soft hypothesis, where tested), and from the best region's own photo
+    elsewhere (``self16``, and the most it adds: ``self_gain``, ``self_pgain`` with the partner;
+    ``soft_self16`` blurred).
 
     A region that duplicates the best one (``pair16 >= DUPLICATE_REGION``) is the same content
     shown twice: it is counted (``duplicates``, by photo) and is never the runner-up of the ratio
@@ -716,15 +717,18 @@ def regions_to_runner_up(tried: list[tuple[int, float, float, float, float, floa
     the best region)."""
     duplicates = len({photo for photo, _, pair, *_ in tried if pair >= DUPLICATE_REGION})
     distinct = [t for t in tried if t[2] < DUPLICATE_REGION]
+    soft = dict(soft_sigma32=soft_sigma32, soft_self16=soft_self16)
     if not distinct:
-        return RunnerUp(0.0, None, duplicates, self16, None, partner, partner_gain)
+        return RunnerUp(0.0, None, duplicates, self16, None, partner, partner_gain, **soft)
     e, p = max((t[1], t[2]) for t in distinct)
     gain = max([t[3] for t in tried] + [self_gain])
     pgain = pratio = None
     if partner is not None:
         pgain = float(np.nanmax([t[4] for t in tried] + [self_pgain]))
         pratio = float(max(t[5] for t in distinct))
-    return RunnerUp(e, p, duplicates, self16, gain, partner, partner_gain, pgain, pratio)
+    if soft_sigma32 is not None:
+        soft["soft_explained16"] = max(t[6] for t in distinct)
+    return RunnerUp(e, p, duplicates, self16, gain, partner, partner_gain, pgain, pratio, **soft)
 
 
 def point_crop(pixels: np.ndarray, qi: torch.Tensor, r: torch.Tensor, c: Candidate,
@@ -887,7 +891,7 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         elif s > scores["copy"]:
             scores["copy"] = s
             copy_source = Source(c.photo, cv, None, c.flip)
-        e16, c8 = renders_to_replay_parts(qi[None], r[None])
+        e16, c8, p16, d16, rms = renders_to_coarse_parts(qi[None], r[None])
         # distinctiveness: what the best photo leaves unexplained, relative to the runner-up photo
         runner = 0.0
         if runner_up is not None:
@@ -905,13 +909,11 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             runner = float(renders_to_replay_parts(qi[None], r2[None])[0][0])
             # how alike the two training regions are themselves (duplicated training content)
             evidence["replay_runner_pair16"] = float(renders_to_replay_parts(r[None], r2[None])[0][0])
-        distinct = float((1.0 - e16[0]) / max(1.0 - runner, 1e-6))
+        distinct = unexplained_ratio(e16[0], runner)
         # the ratio test against this photo's own content elsewhere (None: not searched, the
         # best region explaining the image at most the replay score's honest anchor at 16x16)
         self16 = evidence.get("replay_self16")
-        self_ratio = None if self16 is None else np.array([(1.0 - e16[0]) / max(1.0 - self16, 1e-6)])
-        p16 = renders_to_psnr16_drift(qi[None], r[None])
-        d16, rms = renders_to_detail16(qi[None], r[None])
+        self_ratio = None if self16 is None else np.array([unexplained_ratio(e16[0], self16)])
         evidence.update(replay_explained16=float(e16[0]), replay_correlation8=float(c8[0]),
                         replay_runner_up16=runner, replay_unexplained_ratio=distinct,
                         replay_psnr16=float(renders_to_psnr16(qi[None], r[None])[0]), replay_psnr16_drift=float(p16[0]),
@@ -927,13 +929,11 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             # photo elsewhere blurred alike
             sigma = runner_up.soft_sigma32
             rb = gaussian_blur(r[None], sigma)
-            be16, bc8 = renders_to_replay_parts(qi[None], rb)
-            bp16 = renders_to_psnr16_drift(qi[None], rb)
-            bd16, _ = renders_to_detail16(qi[None], rb)
+            be16, bc8, bp16, bd16, _ = renders_to_coarse_parts(qi[None], rb)
             brunner = runner_up.soft_explained16 if runner_up.soft_explained16 is not None else 0.0
-            bdistinct = float((1.0 - be16[0]) / max(1.0 - brunner, 1e-6))
+            bdistinct = unexplained_ratio(be16[0], brunner)
             bself = (None if runner_up.soft_self16 is None
-                     else np.array([(1.0 - be16[0]) / max(1.0 - runner_up.soft_self16, 1e-6)]))
+                     else np.array([unexplained_ratio(be16[0], runner_up.soft_self16)]))
             soft = float(parts_to_replay_score(be16, bc8, np.array([bdistinct]), bp16, bd16, bself, added_gain)[0])
             evidence.update(soft_replay_sigma32=sigma, soft_replay_explained16=float(be16[0]),
                             soft_replay_psnr16_drift=float(bp16[0]), soft_replay_detail16=float(bd16[0]),
@@ -960,14 +960,12 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         named = tuple(Source(sources_[c].photo, sources_[c].variant, sources_[c].box, sources_[c].flip, w)
                       for c, w in zip(fit.columns, fit.weights))
         mix = torch.from_numpy(fit.fit)[None]
-        e16, c8 = renders_to_replay_parts(qi[None], mix)
+        e16, c8, p16, d16, _ = renders_to_coarse_parts(qi[None], mix)
         runner = evidence.get("replay_runner_up16", 0.0)
-        p16 = renders_to_psnr16_drift(qi[None], mix)
-        d16, _ = renders_to_detail16(qi[None], mix)
         # the main source's place in its photo is as (in)distinct as the best region's: a
         # second source that improves the fit does not make it more distinct
         self_ratio = evidence.get("replay_self_ratio")
-        mixed = float(parts_to_replay_score(e16, c8, np.array([(1.0 - e16[0]) / max(1.0 - runner, 1e-6)]),
+        mixed = float(parts_to_replay_score(e16, c8, np.array([unexplained_ratio(e16[0], runner)]),
                                             p16, d16, None if self_ratio is None else np.array([self_ratio]),
                                             added_gain)[0])
         found = dict(blend_psnr=psnr, blend_explained=explained, blend_gain=fit.gain,
@@ -1034,9 +1032,7 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         # with the partner in every fit (``replay.parts_to_partnered_replay_score``).
         render_, partner_source = runner_up.partner
         mix, weight = renders_to_partnered_fit16(qi[None], best_region[None], render_[None])
-        e16, c8 = renders_to_replay_parts(qi[None], mix)
-        p16 = renders_to_psnr16_drift(qi[None], mix)
-        d16, _ = renders_to_detail16(qi[None], mix)
+        e16, c8, p16, d16, _ = renders_to_coarse_parts(qi[None], mix)
         self_ratio = evidence.get("replay_self_ratio")
         partnered = float(parts_to_partnered_replay_score(
             e16, c8, p16, d16, np.array([runner_up.partnered_ratio16]), np.array([runner_up.partnered_gain16]),

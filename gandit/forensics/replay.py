@@ -195,6 +195,23 @@ def renders_to_replay_parts(query: torch.Tensor, source: torch.Tensor) -> tuple[
     return explained.numpy().astype(np.float64), corr8.numpy().astype(np.float64)
 
 
+def renders_to_coarse_parts(query: torch.Tensor, source: torch.Tensor
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every coarse part of aligned (K, 3, s, s) renders (``parts_to_coarse_score``'s inputs):
+    explained variance at 16x16, correlation at 8x8 (``renders_to_replay_parts``), PSNR at 16x16
+    forgiving a colour drift (``renders_to_psnr16_drift``) and the detail part, with the
+    source's detail RMS (``renders_to_detail16``)."""
+    explained16, correlation8 = renders_to_replay_parts(query, source)
+    detail16, rms = renders_to_detail16(query, source)
+    return explained16, correlation8, renders_to_psnr16_drift(query, source), detail16, rms
+
+
+def unexplained_ratio(explained: float, other: float) -> float:
+    """What a region explaining ``explained`` of an image leaves unexplained, over what another
+    explaining ``other`` leaves (the ratio tests)."""
+    return float((1.0 - explained) / max(1.0 - other, 1e-6))
+
+
 def _part(x: np.ndarray, key: str) -> np.ndarray:
     lo, hi = LEVELS[key]
     return np.clip((np.asarray(x, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
