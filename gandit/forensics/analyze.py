@@ -25,9 +25,10 @@ For every submitted image, in batches (cost linear in the submission):
    which names a mix of a photo with its own mirror image (``MIRROR_MIN_WEIGHT``);
 5. **replay** — coarse agreement of the best aligned region or mix (``replay.py``), tested
    against other photos' regions (``_runner_ups``); a 0.9/0.1 mixed replay is tested with its
-   second source (the *partner*, from the residual search) in every fit, and names both where
-   the mix scores at least the single region, or where the partner removes a good share of
-   what that region leaves (``PARTNER_NAMED_GAIN``).
+   second source (the *partner*, from the residual search, or the best region's own mirror
+   image) in every fit, its own-photo ratio test included, and names both where the mix scores
+   at least the single region, or where the partner removes a good share of what that region
+   leaves (``PARTNER_NAMED_GAIN``).
 
 The kind is the first that fits (score ≥ its threshold) in the order copy, crop, blend,
 replay, where copy and crop fit only when a single photo explains the image (a 0.99/0.01
@@ -112,6 +113,8 @@ PARTNER_MIN_GAIN = 0.2
 #: flagged 0.9/0.1 mixes naming both their photos 82 -> 107 of 132; flagged plain replays named
 #: with a partner 0 -> 1 of 295 (at 0.2, by the same runs' evidence: 4); no score changes.
 PARTNER_NAMED_GAIN = 0.3
+#: A best region's box and its mirror across the photo are one place within this many canvas pixels.
+MIRROR_PLACE_TOLERANCE = 0.5
 #: A photo mixed with its own mirror image (``_decide``) is named both ways only where the lesser
 #: of the two holds at least this share: below it the image is the photo as it is, to within
 #: what resampling changes (a resampled copy of a nearly symmetric photo fits 5% of its mirror).
@@ -412,6 +415,23 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
                            Source(c.photo, cv, box, c.flip)))
         if offers:
             partners[i] = offers
+    # A photo mixed with its own mirror image (a memorizer trained with horizontal flips pulls
+    # its class towards both): the best region mirrored, and the mirror image of the photo at
+    # the best region's place (the box mirrored across the photo, then the render), offered as
+    # partners too; they are one where the box is centred.
+    for i, al in enumerate(aligned):
+        if not al:
+            continue
+        c = al[0][0]
+        boxes = [np.asarray(c.box, dtype=np.float64)]
+        across = boxes[0].copy()
+        across[0] = c64.shape[-1] - boxes[0][0] - boxes[0][2]
+        if abs(across[0] - boxes[0][0]) > MIRROR_PLACE_TOLERANCE:
+            boxes.append(across)
+        rs = render(c64, np.full(len(boxes), local[c.photo]), np.stack(boxes), 32, np.full(len(boxes), not c.flip))
+        partners.setdefault(i, []).extend(
+            (r_, Source(c.photo, cv, None if is_whole(b, width, height) else tuple(float(v) for v in b), not c.flip))
+            for r_, b in zip(rs, boxes))
     runners: dict[int, RunnerUp] = {}
 
     def decide(i: int, notes: dict | None = None) -> Finding:
@@ -470,6 +490,9 @@ class RunnerUp:
     soft_sigma32: float | None = None
     soft_explained16: float | None = None
     soft_self16: float | None = None
+    #: with the partner in both fits: the highest ratio of what the best region leaves to what
+    #: its own photo elsewhere leaves (None: no partner, or the photo not tried elsewhere)
+    partnered_self_ratio16: float | None = None
 
 
 def shifted_boxes(box: np.ndarray, width: float, height: float,
@@ -571,11 +594,14 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     them is the image's added gain, where a distinct region was tried.
 
     ``partners``: per image, renders (3, 32, 32) of second sources a mixed replay could have
-    (what the best source leaves, searched: ``_analyze_batch``). The one that adds most to the
-    best region, if it adds at least ``PARTNER_MIN_GAIN``, is the partner, and every region
-    tried is tested with it in every fit as well
+    (what the best source leaves, searched, and the best region's own mirror image:
+    ``_analyze_batch``). The one that adds most to the best region, if it adds at least
+    ``PARTNER_MIN_GAIN``, is the partner, and every region tried, the best region's own photo
+    elsewhere included, is tested with it in every fit as well
     (``replay.renders_to_partnered16``): a 0.9/0.1 mix's tenth is what the best region leaves,
-    and any other region, fitted to that by chance, would seem to add to it.
+    and any other region, fitted to that by chance, would seem to add to it; and the best
+    region's photo elsewhere leaves the partner's share as the best region does, which would
+    make the place seem no better than any other in its photo.
 
     ``images``: the images to test (indices into ``aligned``); None: all."""
     rows = [i for i in (range(len(aligned)) if images is None else images) if aligned[i]]
@@ -623,7 +649,7 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
     shifts = [shifted_boxes(c.box, c64.shape[-1], c64.shape[-2]) for c in best]
     self16, self_gain = [None] * len(rows), [0.0] * len(rows)
     soft_self16: list[float | None] = [None] * len(rows)
-    self_pgain = [np.nan] * len(rows)
+    self_pgain, self_pratio = [np.nan] * len(rows), [None] * len(rows)
     owner = np.repeat(np.arange(len(rows)), [len(b) for b in shifts])
     if len(owner):
         moved = render(c64, np.array([local[best[j].photo] for j in owner]), np.concatenate(shifts), 32,
@@ -631,7 +657,7 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
         explained = renders_to_replay_parts(q[torch.as_tensor(rows[owner])], moved)[0]
         soft_explained = renders_to_replay_parts(q[torch.as_tensor(rows[owner])], blur_each(moved, sigma[owner]))[0]
         gained = renders_to_added_gain16(q[torch.as_tensor(rows[owner])], regions[torch.as_tensor(owner)], moved)
-        pgained, _ = partnered(owner, moved)
+        pgained, pratioed = partnered(owner, moved)
         for j in range(len(rows)):
             mine = owner == j
             self16[j] = float(explained[mine].max()) if mine.any() else None
@@ -639,6 +665,7 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
             self_gain[j] = float(gained[mine].max()) if mine.any() else 0.0
             if mine.any() and with_partner[j]:
                 self_pgain[j] = float(pgained[mine].max())
+                self_pratio[j] = float(pratioed[mine].max())
     # (photo, e16, pair, gain, partnered gain, partnered ratio, soft e16) of every region tried
     entries: dict[int, list[tuple[int, float, float, float, float, float, float]]] = {j: [] for j in range(len(rows))}
 
@@ -687,7 +714,7 @@ def _runner_ups(q, q16, aligned, primary_canvas, canvases, index: BoxIndex, desc
                                  first_step=FINE_STEPS[0], last_step=FINE_STEPS[1], photo_aspect=aspect[fine])
             add(which[fine], [ids[f] for f in fine], more64, at[fine], fb, flip[fine])
     return {int(i): regions_to_runner_up(entries[j], self16[j], self_gain[j], self_pgain[j], partner[j],
-                                         partner_gain[j], float(sigma[j]), soft_self16[j])
+                                         partner_gain[j], float(sigma[j]), soft_self16[j], self_pratio[j])
             for j, i in enumerate(rows)}
 
 
@@ -695,13 +722,15 @@ def regions_to_runner_up(tried: list[tuple[float, ...]], self16: float | None,
                          self_gain: float, self_pgain: float,
                          partner: tuple[torch.Tensor, Source] | None = None,
                          partner_gain: float | None = None, soft_sigma32: float | None = None,
-                         soft_self16: float | None = None) -> RunnerUp:
+                         soft_self16: float | None = None,
+                         partnered_self_ratio16: float | None = None) -> RunnerUp:
     """The runner-up of one image from the regions tried for it (``_runner_ups``), each as
     ``(photo, explained16, pair16, gain16, partnered_gain16, partnered_ratio16[, soft16])`` (the
     partnered two NaN where the image has no partner; ``soft16``: its explained16 blurred by
     ``soft_sigma32``, the soft hypothesis, where tested), and from the best region's own photo
     elsewhere (``self16``, and the most it adds: ``self_gain``, ``self_pgain`` with the partner;
-    ``soft_self16`` blurred).
+    ``soft_self16`` blurred; ``partnered_self_ratio16``: its highest ratio with the partner in
+    both fits, kept only where there is a partner).
 
     A region that duplicates the best one (``pair16 >= DUPLICATE_REGION``) is the same content
     shown twice: it is counted (``duplicates``, by photo) and is never the runner-up of the ratio
@@ -728,7 +757,8 @@ def regions_to_runner_up(tried: list[tuple[float, ...]], self16: float | None,
         pratio = float(max(t[5] for t in distinct))
     if soft_sigma32 is not None:
         soft["soft_explained16"] = max(t[6] for t in distinct)
-    return RunnerUp(e, p, duplicates, self16, gain, partner, partner_gain, pgain, pratio, **soft)
+    return RunnerUp(e, p, duplicates, self16, gain, partner, partner_gain, pgain, pratio,
+                    partnered_self_ratio16=partnered_self_ratio16 if partner is not None else None, **soft)
 
 
 def point_crop(pixels: np.ndarray, qi: torch.Tensor, r: torch.Tensor, c: Candidate,
@@ -1033,7 +1063,10 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         render_, partner_source = runner_up.partner
         mix, weight = renders_to_partnered_fit16(qi[None], best_region[None], render_[None])
         e16, c8, p16, d16, _ = renders_to_coarse_parts(qi[None], mix)
-        self_ratio = evidence.get("replay_self_ratio")
+        # the own-photo ratio test with the partner in both fits, as every other test of the mix
+        self_ratio = runner_up.partnered_self_ratio16
+        if self_ratio is not None:
+            evidence["replay_partnered_self_ratio16"] = self_ratio
         partnered = float(parts_to_partnered_replay_score(
             e16, c8, p16, d16, np.array([runner_up.partnered_ratio16]), np.array([runner_up.partnered_gain16]),
             None if self_ratio is None else np.array([self_ratio]))[0])

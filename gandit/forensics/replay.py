@@ -260,7 +260,9 @@ def parts_to_partnered_replay_score(explained16: np.ndarray, correlation8: np.nd
     the partner in every fit up to a bounded ratio (``renders_to_partnered16``; the plain
     ratio test is not offered: the partner is chosen to complement the best region, and a
     ratio of a two-source fit to a one-source one says nothing), and the best region's own
-    ratio test (``self_ratio``). The gain's levels (``LEVELS["partnered_gain"]``) are stricter
+    ratio test (``self_ratio``: with the partner in both fits too, ``renders_to_partnered16``'s
+    ratio against the best region's photo elsewhere; the best region and its photo elsewhere
+    both leave the partner's share, which alone would make them seem alike). The gain's levels (``LEVELS["partnered_gain"]``) are stricter
     than the plain test's: the partner, chosen to complement the best region, also soaks up
     some of what a look-alike would explain (an honest photo of seed 5 with a partial coarse
     score gains 0.077 with its partner)."""
