@@ -1101,22 +1101,30 @@ def test_a_mixed_replay_is_tested_with_its_partner_and_names_both_photos(world):
     assert len(failing) >= 4, shown        # measured: 4 (0.08-0.28)
 
 
+def mixed_replays(rng, photos, count, weight):
+    """Replays of ``count`` distinct photos, each mixed at ``weight`` with a degraded other
+    photo (its partner, kaggle2019-preprocessed): (main photos, partner photos, images)."""
+    from gandit.calibrate.attacks import blend_images, degrade as degrade_attack
+
+    m = len(photos)
+    picked = [int(j) for j in rng.choice(m, count, replace=False)]
+    partners = [int((j + 1 + rng.integers(m - 1)) % m) for j in picked]
+    mixes = [blend_images(replay_of(rng, photos[j]),
+                          degrade_attack(rng, preprocess(photos[k], "kaggle2019", (64, 64))), weight)
+             for j, k in zip(picked, partners)]
+    return picked, partners, mixes
+
+
 def test_a_flagged_replay_names_its_partner_where_the_partner_explains_much_of_what_it_leaves(world):
     """A 0.9/0.1 mix whose single best region passes the replay tests outright scores higher
     as a plain replay than as a mix; it still names its tenth's photo (weight about 0.1) where
     that photo removes at least ``PARTNER_NAMED_GAIN`` of what the best region leaves and the
     mix passes its own tests in part. Plain replays of the same photos name one photo."""
-    from gandit.calibrate.attacks import blend_images, degrade as degrade_attack
     from gandit.forensics.analyze import PARTNER_NAMED_GAIN
 
     _, photos, _, _, _ = world
     rng = np.random.default_rng(5)
-    m = len(photos)
-    picked = [int(j) for j in rng.choice(m, 16, replace=False)]
-    tenths = [int((j + 1 + rng.integers(m - 1)) % m) for j in picked]
-    mixes = [blend_images(replay_of(rng, photos[j]),
-                          degrade_attack(rng, preprocess(photos[k], "kaggle2019", (64, 64))), 0.9)
-             for j, k in zip(picked, tenths)]
+    picked, tenths, mixes = mixed_replays(rng, photos, 16, 0.9)
     plains = [replay_of(rng, photos[j]) for j in picked]
     found, plain = analyse_against(photos, mixes, plains)
     shown = [(f.kind, round(f.score, 3), [(s_.photo, s_.weight) for s_ in f.sources],
@@ -1143,7 +1151,7 @@ def test_a_mix_is_tested_against_its_own_photo_elsewhere_with_its_partner_in_bot
     search (which leaves the best photo out) has no partner to offer; the best region's mirror
     image is offered, and taken where it adds most. Honest look-alikes of either training set
     (the world's honest tiles treated alike) are not flagged."""
-    from gandit.calibrate.attacks import blend_images, degrade as degrade_attack
+    from gandit.calibrate.attacks import degrade as degrade_attack
     from gandit.forensics.replay import LEVELS as REPLAY_LEVELS
 
     _, photos, honest, _, _ = world
@@ -1154,11 +1162,7 @@ def test_a_mix_is_tested_against_its_own_photo_elsewhere_with_its_partner_in_bot
 
     train = [smooth(p) for p in photos]
     m = len(train)
-    picked = [int(j) for j in rng.choice(m, 16, replace=False)]
-    partners = [int((j + 1 + rng.integers(m - 1)) % m) for j in picked]
-    mixes = [blend_images(replay_of(rng, train[j]),
-                          degrade_attack(rng, preprocess(train[k], "kaggle2019", (64, 64))), 0.65)
-             for j, k in zip(picked, partners)]
+    picked, partners, mixes = mixed_replays(rng, train, 16, 0.65)
     found, clear = analyse_against(train, mixes, [smooth(h) for h in honest])
     shown = [(f.kind, round(f.score, 3), [(s_.photo, s_.weight) for s_ in f.sources],
               {k: round(v, 3) for k, v in f.evidence.items() if "self" in k or "partnered" in k}) for f in found]
