@@ -280,6 +280,38 @@ def test_whole_search_is_the_exact_correlation_and_finds_mirrored_sources(world)
     residual = qc - float((qc * ac).sum() / (ac * ac).sum()) * ac
     assert [(w.photo, w.flip) for w in search_whole(index, residual, 1, [{a}])[0]] == [(b, True)]
 
+def test_the_symmetric_search_finds_a_photo_mixed_with_its_own_mirror_at_any_weight(world):
+    """``w * a + (1 - w) * mirror(a)`` has the symmetric part of ``a`` whatever ``w``: the
+    symmetric search ranks ``a`` first for every weight, degraded too, with the exact correlation
+    of the two symmetric parts (an independent numpy reference); the plain search, comparing
+    the mix with each orientation of its photo, falls behind look-alikes for some of them."""
+    from gandit.calibrate.attacks import degrade as degrade_attack
+    from gandit.forensics.whole import search_symmetric
+
+    _, _, _, train, _ = world
+    index = pixels_to_whole_index(train.pixels)
+    rng = np.random.default_rng(13)     # its own stream: the images do not depend on test order
+    picked = [int(j) for j in rng.choice(len(train.pixels), 12, replace=False)]
+    mixes = []
+    for i, j in enumerate(picked):
+        a = train.pixels[j, 0].astype(np.float64)
+        w = (0.5, 0.6, 0.7)[i % 3]
+        mixes.append(degrade_attack(rng, np.round(w * a + (1 - w) * a[:, ::-1]).astype(np.uint8)))
+    q = images_to_tensor(np.stack(mixes))
+    found = search_symmetric(index, q)
+    assert [f.photo for f in found] == picked, [(f.photo, round(f.correlation, 3)) for f in found]
+
+    def small_symmetric(x):
+        x = x.astype(np.float64).reshape(16, 4, 16, 4, 3).mean(axis=(1, 3))
+        x = 0.5 * (x + x[:, ::-1])
+        return (x - x.mean(axis=(0, 1))).ravel()
+    for f, m in zip(found, mixes):
+        qs, ss = small_symmetric(m), small_symmetric(train.pixels[f.photo, f.variant])
+        assert f.correlation == pytest.approx(qs @ ss / np.linalg.norm(qs) / np.linalg.norm(ss), abs=1e-5)
+    plain = [w[0].photo for w in search_whole(index, q, 1)]
+    assert sum(p == j for p, j in zip(plain, picked)) < len(picked)     # measured: 11 of 12
+
+
 # --- attacks through the whole per-image analysis ----------------------------------------
 
 def test_crops_are_found_with_their_box_and_flip(world):

@@ -21,8 +21,9 @@ For every submitted image, in batches (cost linear in the submission):
    rounded mix of two exact training images (``exact_blend``), which then names them; where
    no pair of candidates is and a second source of a cheater's weights could make one, every
    training photo is ranked as the second source (``_exhaustive_second_sources``) and the image
-   decided again; the best whole photo is also decomposed over itself as it is and mirrored,
-   which names a mix of a photo with its own mirror image (``MIRROR_MIN_WEIGHT``);
+   decided again; the best whole photo, and the photo whose symmetric part is nearest the
+   image's (``whole.search_symmetric``), are also decomposed over themselves as they are and
+   mirrored, which names a mix of a photo with its own mirror image (``MIRROR_MIN_WEIGHT``);
 5. **replay** — coarse agreement of the best aligned region or mix (``replay.py``), tested
    against other photos' regions (``_runner_ups``); a 0.9/0.1 mixed replay is tested with its
    second source (the *partner*, from the residual search, or the best region's own mirror
@@ -59,7 +60,7 @@ from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, blur_each, gaussia
                                      renders_to_blur_matched, renders_to_coarse_parts, renders_to_detail16,
                                      renders_to_partnered16, renders_to_partnered_fit16, renders_to_psnr16,
                                      renders_to_replay_parts, unexplained_ratio)
-from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_whole
+from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_symmetric, search_whole
 from gandit.progress import SILENT, ProgressReporter
 
 #: Queries per batch (bounds memory: renders of all candidates of a batch).
@@ -338,6 +339,7 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
     q = images_to_query(query_pixels)
     q16 = pool(q, 16)
     whole_matches = search_whole(whole, q, WHOLE_PHOTOS, threads=threads)
+    symmetric = search_symmetric(whole, q, threads)
     desc, mdesc = query_descriptors(q)
     extra = []
     for i in range(len(q)):
@@ -439,7 +441,7 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
         return _decide(q[i], copies[i], aligned[i], res_aligned.get(i, []), whole_matches[i], (c64, local),
                        (rc64, rlocal), train, thresholds, cv, width, height,
                        None if photos is None else (pixels, photos), pixels, exact_extra.get(i, []), notes,
-                       runners.get(i))
+                       runners.get(i), symmetric[i])
 
     # Every image is decided first with the coarse pass's runner-up; the runner-up search is
     # for those that no copy, crop or blend explains with certainty, and they are decided again.
@@ -826,13 +828,16 @@ def _exhaustive_second_sources(query_pixels, retry: dict[int, tuple[int, int, bo
 
 def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], primary_canvas, residual_canvas, train,
             thresholds, cv, width, height, photos=None, pixels=None, exact_extra=(),
-            notes: dict | None = None, runner_up: RunnerUp | None = None) -> Finding:
+            notes: dict | None = None, runner_up: RunnerUp | None = None,
+            symmetric: WholeMatch | None = None) -> Finding:
     """The finding of one image. ``photos``: (its uint8 pixels, the training-photo loader), for
     a crop verified on point samples (``point_crop``), or None; ``pixels``: its uint8 pixels,
     for the exact decomposition (``exact_blend``) over the candidate photos and ``exact_extra``
     (more residual whole matches); ``notes["exact_main"]`` is set to the main source (photo,
     variant, flip) where that decomposition ran and found no pair; ``runner_up``: the replay
-    ratio test's runner-up (``_runner_ups``), or None for the coarse pass's runner-up."""
+    ratio test's runner-up (``_runner_ups``), or None for the coarse pass's runner-up;
+    ``symmetric``: the photo whose symmetric part is nearest the image's
+    (``whole.search_symmetric``), also decomposed with its own mirror image."""
     scores = {k: 0.0 for k in KINDS}
     evidence: dict[str, float] = {}
     copy_source = None
@@ -1016,9 +1021,14 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
         # decomposition of the candidates where it scores higher, as a blend or a mixed replay.
         # Not where one photo as it is explains the image with certainty (a copy of a nearly
         # symmetric photo, resampled, takes a few percent of its mirror to fit the resampling).
-        main = ((whole_matches[0].photo, whole_matches[0].flip) if whole_matches
-                else (copy.train, copy.flip) if copy is not None else None)
-        if main is not None and scores["copy"] < 1.0 and scores["crop"] < 1.0:
+        # The photo decomposed: the best whole match (or the copy's), and the photo whose
+        # symmetric part is nearest the image's (``whole.search_symmetric``: the same for every
+        # weight of the mix, where the mix is near neither orientation of its photo).
+        mains = [(whole_matches[0].photo, whole_matches[0].flip)] if whole_matches else \
+            [(copy.train, copy.flip)] if copy is not None else []
+        if symmetric is not None and symmetric.photo not in {m[0] for m in mains}:
+            mains.append((symmetric.photo, symmetric.flip))
+        for main in mains if scores["copy"] < 1.0 and scores["crop"] < 1.0 else []:
             (as_is, ghost), (mirror, ghost_mirror) = exact_columns(*main), exact_columns(main[0], not main[1])
             ghost = ghost + ghost_mirror
             gfit = sources_to_blend(qi.numpy(), torch.stack(as_is + mirror).numpy(),

@@ -11,7 +11,10 @@ correlation below ranked a true source first in 11 of them). Here every variant 
 area-averaged to ``WHOLE_SIZE`` x ``WHOLE_SIZE`` (per-channel mean removed, unit norm, so an
 inner product is the normalised correlation of ``align.correlation``) in an exact FAISS
 inner-product index: ``V`` rows per photo, 768 floats each (20,000 photos, two variants:
-123 MB). Pure: arrays in, arrays out.
+123 MB). A second index holds the same rows of each variant's symmetric part
+(``symmetric_part``, another 123 MB): a photo mixed with its own mirror image, ``w * a + (1 -
+w) * mirror(a)``, has the symmetric part of ``a`` whatever ``w``, where it may be near neither
+orientation of ``a`` itself (``search_symmetric``). Pure: arrays in, arrays out.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class WholeIndex:
 
     variants: int             #: variants per photo; row r is photo r // variants, variant r % variants
     index: faiss.Index
+    #: the same rows of each variant's symmetric part, ``(x + mirror(x)) / 2`` (``search_symmetric``)
+    symmetric: faiss.Index | None = None
 
 
 @dataclass(frozen=True)
@@ -53,14 +58,44 @@ def whole_descriptors(images: torch.Tensor) -> np.ndarray:
     return descriptors(small)
 
 
+def symmetric_part(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, s, s) images' symmetric parts ``(x + mirror(x)) / 2``: the same for every mix
+    ``w * a + (1 - w) * mirror(a)`` of a photo with its own mirror image, whatever ``w``."""
+    return 0.5 * (images + images.flip(-1))
+
+
 def pixels_to_whole_index(pixels: np.ndarray) -> WholeIndex:
-    """Index uint8 training pixels (M, V, H, W, 3)."""
+    """Index uint8 training pixels (M, V, H, W, 3), as they are and their symmetric parts."""
     m, v = pixels.shape[:2]
     index = faiss.IndexFlatIP(3 * WHOLE_SIZE * WHOLE_SIZE)
+    symmetric = faiss.IndexFlatIP(3 * WHOLE_SIZE * WHOLE_SIZE)
     for s in range(0, m, CHUNK):
         block = pixels[s:s + CHUNK]
-        index.add(whole_descriptors(images_to_tensor(block.reshape(-1, *block.shape[2:]))))
-    return WholeIndex(v, index)
+        x = images_to_tensor(block.reshape(-1, *block.shape[2:]))
+        index.add(whole_descriptors(x))
+        symmetric.add(whole_descriptors(symmetric_part(x)))
+    return WholeIndex(v, index, symmetric)
+
+
+def search_symmetric(index: WholeIndex, images: torch.Tensor, threads: int | None = None) -> list[WholeMatch | None]:
+    """Per image of (N, 3, s, s), the training photo whose variant's symmetric part correlates
+    best with the image's (``symmetric_part``; ``flip`` False, ties by photo id), or None: where
+    a photo mixed with its own mirror image is near neither orientation of its source, the
+    symmetric parts still agree."""
+    n = len(images)
+    if n == 0 or index.symmetric is None or index.symmetric.ntotal == 0:
+        return [None] * n
+    k = min(index.symmetric.ntotal, 2 * index.variants)
+    sims, rows = faiss_search(index.symmetric, whole_descriptors(symmetric_part(images)), k, threads)
+    out: list[WholeMatch | None] = []
+    for i in range(n):
+        hits = [(-float(s_), int(r) // index.variants, int(r) % index.variants) for s_, r in zip(sims[i], rows[i]) if r >= 0]
+        if not hits:
+            out.append(None)
+            continue
+        s_, photo, variant = min(hits)
+        out.append(WholeMatch(photo, variant, False, -s_))
+    return out
 
 
 def search_whole(index: WholeIndex, images: torch.Tensor, photos: int,
