@@ -60,7 +60,8 @@ from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, blur_each, gaussia
                                      renders_to_blur_matched, renders_to_coarse_parts, renders_to_detail16,
                                      renders_to_partnered16, renders_to_partnered_fit16, renders_to_psnr16,
                                      renders_to_replay_parts, unexplained_ratio)
-from gandit.forensics.whole import WholeIndex, WholeMatch, pixels_to_whole_index, search_symmetric, search_whole
+from gandit.forensics.whole import (WholeIndex, WholeMatch, pixels_to_whole_index, search_symmetric,
+                                    search_whole)
 from gandit.progress import SILENT, ProgressReporter
 
 #: Queries per batch (bounds memory: renders of all candidates of a batch).
@@ -417,23 +418,6 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
                            Source(c.photo, cv, box, c.flip)))
         if offers:
             partners[i] = offers
-    # A photo mixed with its own mirror image (a memorizer trained with horizontal flips pulls
-    # its class towards both): the best region mirrored, and the mirror image of the photo at
-    # the best region's place (the box mirrored across the photo, then the render), offered as
-    # partners too; they are one where the box is centred.
-    for i, al in enumerate(aligned):
-        if not al:
-            continue
-        c = al[0][0]
-        boxes = [np.asarray(c.box, dtype=np.float64)]
-        across = boxes[0].copy()
-        across[0] = c64.shape[-1] - boxes[0][0] - boxes[0][2]
-        if abs(across[0] - boxes[0][0]) > MIRROR_PLACE_TOLERANCE:
-            boxes.append(across)
-        rs = render(c64, np.full(len(boxes), local[c.photo]), np.stack(boxes), 32, np.full(len(boxes), not c.flip))
-        partners.setdefault(i, []).extend(
-            (r_, Source(c.photo, cv, None if is_whole(b, width, height) else tuple(float(v) for v in b), not c.flip))
-            for r_, b in zip(rs, boxes))
     runners: dict[int, RunnerUp] = {}
 
     def decide(i: int, notes: dict | None = None) -> Finding:
@@ -448,8 +432,12 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
     notes = [{} for _ in range(len(q))]
     out = [decide(i, notes[i]) for i in range(len(q))]
     certain = [is_certain(f) for f in out]
+    searched = [i for i in range(len(q)) if not certain[i]]
+    for i in searched:
+        if aligned[i]:
+            partners.setdefault(i, []).extend(mirror_partners(aligned[i][0][0], (c64, local), cv, width, height))
     runners.update(_runner_ups(q, q16, aligned, (c64, local), canvases, index, desc, mdesc, extra, iw, train,
-                               threads, partners, [i for i in range(len(q)) if not certain[i]]))
+                               threads, partners, searched))
     for i in sorted(runners):
         notes[i] = {}
         out[i] = decide(i, notes[i])
@@ -465,6 +453,23 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
     for i in np.flatnonzero(certain):   # their replay score is from the coarse pass's runner-up
         out[i].evidence["replay_reduced"] = 1.0
     return out
+
+
+def mirror_partners(c: Candidate, canvas, cv: int, width: int, height: int) -> list[tuple[torch.Tensor, Source]]:
+    """The partners a photo mixed with its own mirror image offers (a memorizer trained with
+    horizontal flips pulls its class towards both): the best region ``c`` mirrored, and the
+    mirror image of its photo at its place (the box mirrored across the photo, then the
+    render); one where the box is centred (``MIRROR_PLACE_TOLERANCE``). Renders (3, 32, 32)
+    and sources, as ``_runner_ups`` takes its ``partners``."""
+    c64, local = canvas
+    boxes = [np.asarray(c.box, dtype=np.float64)]
+    across = boxes[0].copy()
+    across[0] = c64.shape[-1] - boxes[0][0] - boxes[0][2]
+    if abs(across[0] - boxes[0][0]) > MIRROR_PLACE_TOLERANCE:
+        boxes.append(across)
+    rs = render(c64, np.full(len(boxes), local[c.photo]), np.stack(boxes), 32, np.full(len(boxes), not c.flip))
+    return [(r, Source(c.photo, cv, None if is_whole(b, width, height) else tuple(float(v) for v in b), not c.flip))
+            for r, b in zip(rs, boxes)]
 
 
 @dataclass(frozen=True)
@@ -732,7 +737,7 @@ def regions_to_runner_up(tried: list[tuple[float, ...]], self16: float | None,
     ``soft_sigma32``, the soft hypothesis, where tested), and from the best region's own photo
     elsewhere (``self16``, and the most it adds: ``self_gain``, ``self_pgain`` with the partner;
     ``soft_self16`` blurred; ``partnered_self_ratio16``: its highest ratio with the partner in
-    both fits, kept only where there is a partner).
+    both fits, None where there is no partner).
 
     A region that duplicates the best one (``pair16 >= DUPLICATE_REGION``) is the same content
     shown twice: it is counted (``duplicates``, by photo) and is never the runner-up of the ratio
@@ -760,7 +765,7 @@ def regions_to_runner_up(tried: list[tuple[float, ...]], self16: float | None,
     if soft_sigma32 is not None:
         soft["soft_explained16"] = max(t[6] for t in distinct)
     return RunnerUp(e, p, duplicates, self16, gain, partner, partner_gain, pgain, pratio,
-                    partnered_self_ratio16=partnered_self_ratio16 if partner is not None else None, **soft)
+                    partnered_self_ratio16=partnered_self_ratio16, **soft)
 
 
 def point_crop(pixels: np.ndarray, qi: torch.Tensor, r: torch.Tensor, c: Candidate,
@@ -1028,7 +1033,7 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
             [(copy.train, copy.flip)] if copy is not None else []
         if symmetric is not None and symmetric.photo not in {m[0] for m in mains}:
             mains.append((symmetric.photo, symmetric.flip))
-        for main in mains if scores["copy"] < 1.0 and scores["crop"] < 1.0 else []:
+        for main in (mains if scores["copy"] < 1.0 and scores["crop"] < 1.0 else []):
             (as_is, ghost), (mirror, ghost_mirror) = exact_columns(*main), exact_columns(main[0], not main[1])
             ghost = ghost + ghost_mirror
             gfit = sources_to_blend(qi.numpy(), torch.stack(as_is + mirror).numpy(),

@@ -262,10 +262,10 @@ def parts_to_partnered_replay_score(explained16: np.ndarray, correlation8: np.nd
     ratio of a two-source fit to a one-source one says nothing), and the best region's own
     ratio test (``self_ratio``: with the partner in both fits too, ``renders_to_partnered16``'s
     ratio against the best region's photo elsewhere; the best region and its photo elsewhere
-    both leave the partner's share, which alone would make them seem alike). The gain's levels (``LEVELS["partnered_gain"]``) are stricter
-    than the plain test's: the partner, chosen to complement the best region, also soaks up
-    some of what a look-alike would explain (an honest photo of seed 5 with a partial coarse
-    score gains 0.077 with its partner)."""
+    both leave the partner's share, which alone would make them seem alike). The gain's levels
+    (``LEVELS["partnered_gain"]``) are stricter than the plain test's: the partner, chosen to
+    complement the best region, also soaks up some of what a look-alike would explain (an honest
+    photo of seed 5 with a partial coarse score gains 0.077 with its partner)."""
     gain = np.nan_to_num(_part(partnered_gain, "partnered_gain"), nan=0.0)
     score = np.minimum.reduce([parts_to_coarse_score(explained16, correlation8, psnr16, detail16),
                                gain, _part(partnered_ratio, "gained_ratio")])

@@ -40,7 +40,7 @@ class WholeIndex:
     variants: int             #: variants per photo; row r is photo r // variants, variant r % variants
     index: faiss.Index
     #: the same rows of each variant's symmetric part, ``(x + mirror(x)) / 2`` (``search_symmetric``)
-    symmetric: faiss.Index | None = None
+    symmetric: faiss.Index
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,14 @@ def search_symmetric(index: WholeIndex, images: torch.Tensor, threads: int | Non
     a photo mixed with its own mirror image is near neither orientation of its source, the
     symmetric parts still agree."""
     n = len(images)
-    if n == 0 or index.symmetric is None or index.symmetric.ntotal == 0:
+    if n == 0 or index.symmetric.ntotal == 0:
         return [None] * n
     k = min(index.symmetric.ntotal, 2 * index.variants)
     sims, rows = faiss_search(index.symmetric, whole_descriptors(symmetric_part(images)), k, threads)
     out: list[WholeMatch | None] = []
     for i in range(n):
-        hits = [(-float(s_), int(r) // index.variants, int(r) % index.variants) for s_, r in zip(sims[i], rows[i]) if r >= 0]
+        hits = [(-float(s_), int(r) // index.variants, int(r) % index.variants)
+                for s_, r in zip(sims[i], rows[i]) if r >= 0]
         if not hits:
             out.append(None)
             continue
