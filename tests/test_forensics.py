@@ -155,8 +155,8 @@ def test_refinement_is_the_plain_best_move_pattern_search_with_fewer_renders(mon
     """``refine_boxes`` is, box by box, the plain pattern search: every plausible move of the
     current box rendered and scored, the best taken while it gains more than 1e-7, else the
     step halved, until it is below the last step. The batched search renders fewer boxes (not
-    the moves the canvas clamps back onto the current box) and ends at the same boxes and
-    correlations, value for value."""
+    the moves the canvas clamps back onto the current box, nor the move back onto the box
+    before the last move) and ends at the same boxes and correlations, value for value."""
     from gandit.forensics import align
     from gandit.forensics.align import _MOVES, centred, clamp_boxes, correlation, correlation_to
 

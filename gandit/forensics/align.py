@@ -388,6 +388,7 @@ def refine_boxes(canvas: torch.Tensor, photo: np.ndarray, boxes: np.ndarray, fli
     score = correlation_to(render(canvas, photo, boxes, size, flip), tc, te).numpy().astype(np.float64)
     score = np.where(plausible(boxes, width, height, aspect), score, -np.inf)
     active = np.ones(k, dtype=bool)
+    before = np.full_like(boxes, np.nan)     # each box before its last move
     for _ in range(max_iterations):
         act = np.flatnonzero(active)
         if act.size == 0:
@@ -395,9 +396,11 @@ def refine_boxes(canvas: torch.Tensor, photo: np.ndarray, boxes: np.ndarray, fli
         trial = boxes[act, None, :] + _MOVES[None] * step[act, None, None]      # (A, 12, 4)
         trial = clamp_boxes(trial, width, height)
         # Only moves that can gain are rendered: not an implausible box (scored -inf), nor one
-        # the canvas edge clamped back onto the current box (its score: no gain). At a whole
-        # canvas that is 8 of the 12.
-        useful = plausible(trial, width, height, aspect[act, None]) & (trial != boxes[act, None, :]).any(axis=-1)
+        # the canvas edge clamped back onto the current box (its score: no gain; at a whole
+        # canvas that is 8 of the 12), nor the move back onto the box before the last move,
+        # which scored more than 1e-7 below this one (a tenth of the renders).
+        useful = plausible(trial, width, height, aspect[act, None]) & (trial != boxes[act, None, :]).any(axis=-1) \
+            & (trial != before[act, None, :]).any(axis=-1)
         rows, moves = np.nonzero(useful)
         s = np.full(useful.shape, -np.inf)
         if len(rows):
@@ -407,6 +410,7 @@ def refine_boxes(canvas: torch.Tensor, photo: np.ndarray, boxes: np.ndarray, fli
         best = s.argmax(axis=1)
         gain = s[np.arange(len(act)), best] > score[act] + 1e-7
         moved = act[gain]
+        before[moved] = boxes[moved]
         boxes[moved] = trial[np.flatnonzero(gain), best[gain]]
         score[moved] = s[np.flatnonzero(gain), best[gain]]
         stay = act[~gain]
