@@ -339,8 +339,8 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
                    height, threads: int, photos=None):
     q = images_to_query(query_pixels)
     q16 = pool(q, 16)
-    whole_matches = search_whole(whole, q, WHOLE_PHOTOS, threads=threads)
-    symmetric = search_symmetric(whole, q, threads)
+    whole_matches = search_whole(whole, q, WHOLE_PHOTOS)
+    symmetric = search_symmetric(whole, q)
     desc, mdesc = query_descriptors(q)
     extra = []
     for i in range(len(q)):
@@ -395,7 +395,7 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
         rdesc, rmdesc = query_descriptors(rt)
         rcands = search_candidates(index, rdesc, rmdesc, K_BOXES, None, 2, STARTS, threads)
         rcands = [[c for c in cs if c.photo not in used] for cs, used in zip(rcands, primary)]
-        for i, found in zip(residual_rows, search_whole(whole, rt, EXACT_RESIDUAL_PHOTOS, primary, threads)):
+        for i, found in zip(residual_rows, search_whole(whole, rt, EXACT_RESIDUAL_PHOTOS, primary)):
             whole_matches[i] = whole_matches[i] + found[:RESIDUAL_WHOLE_PHOTOS]
             residual_whole[i] = found[:RESIDUAL_WHOLE_PHOTOS]
             exact_extra[i] = found[RESIDUAL_WHOLE_PHOTOS:]

@@ -9,10 +9,10 @@ thousands of photos a smooth look-alike region is nearer (measured on the benchm
 the 18 missed 0.7/0.3 blends the box search proposed neither source, while the exact
 correlation below ranked a true source first in 11 of them). Here every variant is one row,
 area-averaged to ``WHOLE_SIZE`` x ``WHOLE_SIZE`` (per-channel mean removed, unit norm, so an
-inner product is the normalised correlation of ``align.correlation``) in an exact FAISS
-inner-product index: ``V`` rows per photo, 768 floats each (20,000 photos, two variants:
-123 MB). A second index holds the same rows of each variant's symmetric part
-(``symmetric_part``, another 123 MB): a photo mixed with its own mirror image, ``w * a + (1 -
+inner product is the normalised correlation of ``align.correlation``), searched exactly
+(``search.top_inner_products``: a query's matches do not depend on the batch it is searched
+in): ``V`` rows per photo, 768 float64 each (20,000 photos, two variants: 246 MB). A second
+index holds the same rows of each variant's symmetric part (``symmetric_part``, another 246 MB): a photo mixed with its own mirror image, ``w * a + (1 -
 w) * mirror(a)``, has the symmetric part of ``a`` whatever ``w``, where it may be near neither
 orientation of ``a`` itself (``search_symmetric``). Pure: arrays in, arrays out.
 """
@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import torch
 
-from gandit.forensics.align import descriptors, faiss_search, images_to_tensor
+from gandit.forensics.align import descriptors, images_to_tensor
+from gandit.search import top_inner_products
 
 #: Side of a whole-image descriptor, pixels.
 WHOLE_SIZE = 16
@@ -38,9 +38,9 @@ class WholeIndex:
     """Descriptors of every preprocessing variant of every training photo."""
 
     variants: int             #: variants per photo; row r is photo r // variants, variant r % variants
-    index: faiss.Index
+    index: np.ndarray         #: float64 (rows, 768) descriptors
     #: the same rows of each variant's symmetric part, ``(x + mirror(x)) / 2`` (``search_symmetric``)
-    symmetric: faiss.Index
+    symmetric: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,15 @@ class WholeMatch:
     correlation: float
 
 
+def whole_size(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, s, s) float images, s a multiple of ``WHOLE_SIZE`` → their area averages at
+    ``WHOLE_SIZE`` x ``WHOLE_SIZE``."""
+    return images if images.shape[-1] == WHOLE_SIZE else torch.nn.functional.adaptive_avg_pool2d(images, WHOLE_SIZE)
+
+
 def whole_descriptors(images: torch.Tensor) -> np.ndarray:
     """(N, 3, s, s) float images, s a multiple of ``WHOLE_SIZE`` → float32 (N, 768) descriptors."""
-    small = images if images.shape[-1] == WHOLE_SIZE else \
-        torch.nn.functional.adaptive_avg_pool2d(images, WHOLE_SIZE)
-    return descriptors(small)
+    return descriptors(whole_size(images))
 
 
 def symmetric_part(images: torch.Tensor) -> torch.Tensor:
@@ -67,26 +71,27 @@ def symmetric_part(images: torch.Tensor) -> torch.Tensor:
 def pixels_to_whole_index(pixels: np.ndarray) -> WholeIndex:
     """Index uint8 training pixels (M, V, H, W, 3), as they are and their symmetric parts."""
     m, v = pixels.shape[:2]
-    index = faiss.IndexFlatIP(3 * WHOLE_SIZE * WHOLE_SIZE)
-    symmetric = faiss.IndexFlatIP(3 * WHOLE_SIZE * WHOLE_SIZE)
+    index = np.zeros((m * v, 3 * WHOLE_SIZE * WHOLE_SIZE))
+    symmetric = np.zeros_like(index)
     for s in range(0, m, CHUNK):
         block = pixels[s:s + CHUNK]
-        x = images_to_tensor(block.reshape(-1, *block.shape[2:]))
-        index.add(whole_descriptors(x))
-        symmetric.add(whole_descriptors(symmetric_part(x)))
+        # mirroring and area averaging commute: the symmetric parts are taken at 16x16
+        x = whole_size(images_to_tensor(block.reshape(-1, *block.shape[2:])))
+        index[s * v:s * v + len(x)] = descriptors(x)
+        symmetric[s * v:s * v + len(x)] = descriptors(symmetric_part(x))
     return WholeIndex(v, index, symmetric)
 
 
-def search_symmetric(index: WholeIndex, images: torch.Tensor, threads: int | None = None) -> list[WholeMatch | None]:
+def search_symmetric(index: WholeIndex, images: torch.Tensor) -> list[WholeMatch | None]:
     """Per image of (N, 3, s, s), the training photo whose variant's symmetric part correlates
     best with the image's (``symmetric_part``; ``flip`` False, ties by photo id), or None: where
     a photo mixed with its own mirror image is near neither orientation of its source, the
     symmetric parts still agree."""
     n = len(images)
-    if n == 0 or index.symmetric.ntotal == 0:
+    if n == 0 or len(index.symmetric) == 0:
         return [None] * n
-    k = min(index.symmetric.ntotal, 2 * index.variants)
-    sims, rows = faiss_search(index.symmetric, whole_descriptors(symmetric_part(images)), k, threads)
+    sims, rows = top_inner_products(descriptors(symmetric_part(whole_size(images))), index.symmetric,
+                                    2 * index.variants)
     out: list[WholeMatch | None] = []
     for i in range(n):
         hits = [(-float(s_), int(r) // index.variants, int(r) % index.variants)
@@ -100,19 +105,19 @@ def search_symmetric(index: WholeIndex, images: torch.Tensor, threads: int | Non
 
 
 def search_whole(index: WholeIndex, images: torch.Tensor, photos: int,
-                 exclude: list[set[int]] | None = None, threads: int | None = None) -> list[list[WholeMatch]]:
+                 exclude: list[set[int]] | None = None) -> list[list[WholeMatch]]:
     """Per image of (N, 3, s, s), the ``photos`` training photos whose best variant (as is or
     mirrored) correlates best with it, best first (ties by photo id); photos in ``exclude[i]``
-    are skipped. ``threads``: FAISS threads (``align.faiss_search``)."""
+    are skipped."""
     n = len(images)
     out: list[list[WholeMatch]] = [[] for _ in range(n)]
-    if n == 0 or index.index.ntotal == 0 or photos <= 0:
+    if n == 0 or len(index.index) == 0 or photos <= 0:
         return out
     extra = max((len(e) for e in exclude), default=0) if exclude else 0
-    k = min(index.index.ntotal, (photos + extra) * index.variants)
+    k = (photos + extra) * index.variants
     hits = []
     for flip, x in ((False, images), (True, images.flip(-1))):
-        sims, rows = faiss_search(index.index, whole_descriptors(x), k, threads)
+        sims, rows = top_inner_products(whole_descriptors(x), index.index, k)
         hits.append((flip, sims, rows))
     for i in range(n):
         best: dict[int, WholeMatch] = {}
