@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch  # noqa: I001  (before FAISS: see gandit.search)
 import faiss
 import numpy as np
 from scipy.stats import norm, rankdata

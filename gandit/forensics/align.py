@@ -25,9 +25,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch  # noqa: I001  (before FAISS: see gandit.search)
 import faiss
 import numpy as np
-import torch
 from torchvision.ops import roi_align
 
 #: Box side fractions of the grid (a crop of ≥ 50% area has sides ≥ ~0.5 of the photo's).
