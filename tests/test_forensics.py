@@ -792,9 +792,12 @@ def test_images_a_copy_crop_or_blend_explains_with_certainty_skip_the_runner_up_
     assert kinds[8::4].count("blend") >= 5 and kinds[9::4].count("replay") >= 4, kinds
 
 
-def test_analysis_is_deterministic_with_any_number_of_workers(world):
+def test_analysis_is_deterministic_with_any_number_of_workers(world, monkeypatch):
     """Same findings, evidence included, run after run, and whether the images are analysed in
-    one batch or in several batches on threads at once."""
+    one batch or in several batches (each of every m-th image) on worker processes at once, or
+    on threads where the platform cannot fork."""
+    import gandit.parallel
+
     rng, photos, honest, _, _ = world
     x, y, w, h = random_crop(np.random.default_rng(3), photos[5])
     crop = np.asarray(Image.fromarray(photos[5]).crop((x, y, x + w, y + h)).resize((64, 64), Image.BICUBIC))
@@ -803,8 +806,10 @@ def test_analysis_is_deterministic_with_any_number_of_workers(world):
                             np.round(0.99 * a + 0.01 * b).astype(np.uint8)]
     before = torch.get_num_threads()
     runs = [run(world, queries, workers=w) for w in (1, 1, 3)]
+    monkeypatch.setattr(gandit.parallel, "can_fork", lambda: False)
+    runs.append(run(world, queries, workers=2))
     seen = [[(f.kind, f.score, f.sources, f.evidence) for f in r] for r in runs]
-    assert seen[0] == seen[1] == seen[2]
+    assert seen[0] == seen[1] == seen[2] == seen[3]
     assert [(f.kind is not None and f.score >= 0.5, f.sources[0].photo) for f in runs[0][4:]] == \
         [(True, 3), (True, 5), (True, 1)], seen[0][4:]
     assert runs[0][6].kind == "blend" and {s.photo for s in runs[0][6].sources} == {1, 7}

@@ -40,7 +40,6 @@ only through the caller's ``photos`` loader).
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -62,6 +61,7 @@ from gandit.forensics.replay import (LEVELS as REPLAY_LEVELS, blur_each, gaussia
                                      renders_to_replay_parts, unexplained_ratio)
 from gandit.forensics.whole import (WholeIndex, WholeMatch, pixels_to_whole_index, search_symmetric,
                                     search_whole)
+from gandit.parallel import map_batches
 from gandit.progress import SILENT, ProgressReporter
 
 #: Queries per batch (bounds memory: renders of all candidates of a batch).
@@ -285,12 +285,11 @@ def analyze_images(query_pixels, copies: list[CopyMatch | None], neighbours: np.
     index of ``train``'s whole images (``whole.pixels_to_whole_index``), built here when None;
     ``photos``: training index → uint8 photo (or None), for crops verified on point samples
     (``point_crop``); the only way photos are read here. ``workers``: batches analysed at once,
-    on threads (torch's thread count when None); every image's finding is the same with any
-    number, as each batch is analysed on its own."""
+    on worker processes (``parallel.map_batches``; torch's thread count when None); every
+    image's finding is the same with any number, as each image is analysed on its own."""
     n = len(query_pixels)
-    findings: list[Finding] = []
     if n == 0:
-        return findings
+        return []
     cv = train.canvas_variant
     height, width = train.pixels.shape[2:4]
     threads = torch.get_num_threads()
@@ -298,29 +297,35 @@ def analyze_images(query_pixels, copies: list[CopyMatch | None], neighbours: np.
     # waking a thread pool for every one of them (measured: 40 s → 5 s for 40 images). FAISS
     # shares the OpenMP pool: its few large searches get ``threads`` back (align.faiss_search).
     torch.set_num_threads(1)
-    # Batches on ``workers`` threads, one torch thread each: the per-image work is many small
-    # operations whose C++ parts (renders, searches, sorts) run beside each other (2 cores:
-    # 0.102 → 0.078 s per image against 20,000 training photos, BENCHMARKS.md).
+    # Batches on ``workers`` forked processes (``parallel.map_batches``), one torch thread each:
+    # the per-image work is many small operations glued by Python, which threads run beside
+    # each other only between holds of the interpreter lock (BENCHMARKS.md run 42).
     workers = max(1, threads if workers is None else int(workers))
-    size = max(1, min(BATCH, -(-n // workers)))
-    spans = [(start, min(n, start + size)) for start in range(0, n, size)]
+    # Batches of at most BATCH images, as many as a multiple of ``workers``, each taking every
+    # m-th image: a submission's images come in runs (sorted by name, made in turn), and their
+    # cost differs by kind, so contiguous batches would keep one worker busy long after the
+    # others (842 images of seven kinds on 2 workers: contiguous batches 27-57 s each, every
+    # m-th image 32-35 s).
+    m = workers * -(-n // (workers * BATCH))
+    batches = [np.arange(b, n, m) for b in range(min(m, n))]
 
-    def batch(span: tuple[int, int]) -> list[Finding]:
+    def batch(rows: np.ndarray) -> list[Finding]:
         torch.set_num_threads(1)
-        start, stop = span
-        return _analyze_batch(query_pixels[start:stop], copies[start:stop],
-                              None if neighbours is None else neighbours[start:stop],
+        return _analyze_batch([query_pixels[i] for i in rows], [copies[i] for i in rows],
+                              None if neighbours is None else neighbours[rows],
                               train, index, whole, thresholds, cv, width, height, max(1, threads // workers),
                               photos)
+    out: list[Finding | None] = [None] * n
     try:
         whole = whole if whole is not None else pixels_to_whole_index(train.pixels)
-        with progress.task("forensics", n) as advance, ThreadPoolExecutor(workers) as pool_:
-            for (start, stop), found in zip(spans, pool_.map(batch, spans)):
-                findings.extend(found)
-                advance(stop - start)
+        with progress.task("forensics", n) as advance:
+            for rows, found in zip(batches, map_batches(batch, batches, workers)):
+                for i, f in zip(rows, found):
+                    out[i] = f
+                advance(len(rows))
     finally:
         torch.set_num_threads(threads)
-    return findings
+    return out
 
 
 def images_to_query(images) -> torch.Tensor:

@@ -41,7 +41,6 @@ render of the photo: more tries alone must not lift an honest look-alike.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +51,7 @@ from PIL import Image
 from gandit.dataset import mode_box
 from gandit.features.pixels import mirror, thumbnails_to_descriptors
 from gandit.forensics.replay import DETAIL_MIN_ENERGY, detail_of
+from gandit.parallel import map_batches
 from gandit.search import knn_cosine, knn_l2
 
 #: Per comparison level (thumbnail side): (PSNR honest, PSNR copy, explained honest, explained copy).
@@ -224,8 +224,9 @@ def detect_copies(query_inception: np.ndarray, query_thumbs: np.ndarray,
     With ``photos`` (training index → uint8 photo, or None when unreadable) and the images'
     ``query_pixels``, matches that are not certain are verified again on point samples of the
     photos (``point_sampled_copies``); ``variants`` names the preprocessing of each variant.
-    ``workers``: chunks of images verified at once, on threads with one torch thread each
-    (torch's thread count when None); every image's match is the same with any number."""
+    ``workers``: chunks of images verified at once, on worker processes with one torch thread
+    each (``parallel.map_batches``; torch's thread count when None); every image's match is the
+    same with any number."""
     if len(query_thumbs) == 0 or len(train_thumbs) == 0:
         return [None] * len(query_thumbs)
     if by_features is None:
@@ -246,12 +247,11 @@ def detect_copies(query_inception: np.ndarray, query_thumbs: np.ndarray,
                                          cands[start:stop], found, photos, variants, train8)
         return found
 
-    # Per image, a few small array operations: chunks on threads, one torch thread each, as
-    # the analysis runs (``analyze.analyze_images``).
+    # Per image, a few small array operations: chunks on worker processes, one torch thread
+    # each, as the analysis runs (``analyze.analyze_images``).
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(workers) as pool:
-            return [m for found in pool.map(chunk, range(0, n, size)) for m in found]
+        return [m for found in map_batches(chunk, range(0, n, size), workers) for m in found]
     finally:
         torch.set_num_threads(threads)
 

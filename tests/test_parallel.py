@@ -1,0 +1,55 @@
+"""Batches on worker processes (``gandit.parallel.map_batches``): in order, on other processes
+that inherit the caller's arrays, on threads where the platform cannot fork, and errors raised
+where the caller waits."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import gandit.parallel
+from gandit.parallel import can_fork, map_batches
+
+
+def test_batches_come_back_in_order_from_forked_workers_that_share_the_callers_arrays():
+    if not can_fork():
+        pytest.skip("this platform cannot fork")
+    big = np.arange(1_000_000, dtype=np.int64)       # inherited at the fork, never pickled
+    before = torch.get_num_threads()
+
+    def work(rows):
+        return os.getpid(), torch.get_num_threads(), int(big[rows].sum())
+
+    items = [np.arange(b, 1000, 7) for b in range(7)]
+    out = list(map_batches(work, items, workers=3))
+    assert [s for _, _, s in out] == [int(np.arange(b, 1000, 7).sum()) for b in range(7)]
+    pids = {p for p, _, _ in out}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 3
+    assert {t for _, t, _ in out} == {1}
+    assert torch.get_num_threads() == before
+    # one worker, or one item: here
+    assert {p for p, _, _ in map_batches(work, items, workers=1)} == {os.getpid()}
+    assert {p for p, _, _ in map_batches(work, items[:1], workers=4)} == {os.getpid()}
+    assert not gandit.parallel._WORK
+
+
+def test_threads_where_the_platform_cannot_fork(monkeypatch):
+    monkeypatch.setattr(gandit.parallel, "can_fork", lambda: False)
+    out = list(map_batches(lambda x: (os.getpid(), x * x), range(10), workers=2))
+    assert out == [(os.getpid(), x * x) for x in range(10)]
+
+
+@pytest.mark.parametrize("processes", [True, False])
+def test_a_failing_batch_raises_where_the_caller_waits(processes):
+    if processes and not can_fork():
+        pytest.skip("this platform cannot fork")
+
+    def work(x):
+        if x == 3:
+            raise ValueError(f"bad batch {x}")
+        return x
+
+    with pytest.raises(ValueError, match="bad batch 3"):
+        list(map_batches(work, range(6), workers=2, processes=processes))
+    assert not gandit.parallel._WORK
