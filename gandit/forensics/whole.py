@@ -12,9 +12,10 @@ area-averaged to ``WHOLE_SIZE`` x ``WHOLE_SIZE`` (per-channel mean removed, unit
 inner product is the normalised correlation of ``align.correlation``), searched exactly
 (``search.top_inner_products``: a query's matches do not depend on the batch it is searched
 in): ``V`` rows per photo, 768 float64 each (20,000 photos, two variants: 246 MB). A second
-index holds the same rows of each variant's symmetric part (``symmetric_part``, another 246 MB): a photo mixed with its own mirror image, ``w * a + (1 -
-w) * mirror(a)``, has the symmetric part of ``a`` whatever ``w``, where it may be near neither
-orientation of ``a`` itself (``search_symmetric``). Pure: arrays in, arrays out.
+index holds the same rows of each variant's symmetric part (``symmetric_part``, another
+246 MB): a photo mixed with its own mirror image, ``w * a + (1 - w) * mirror(a)``, has the
+symmetric part of ``a`` whatever ``w``, where it may be near neither orientation of ``a``
+itself (``search_symmetric``). Pure: arrays in, arrays out.
 """
 
 from __future__ import annotations
