@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -32,8 +33,10 @@ _KEYS = itertools.count()
 
 
 def can_fork() -> bool:
-    """Whether worker processes can be forked here (Linux; not Windows, where only threads are)."""
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Whether worker processes are forked here: on Linux. Windows cannot fork, and on macOS a
+    forked child of a process that used the system's frameworks may crash (Python starts its
+    processes otherwise there since 3.8); both get threads."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _start_worker() -> None:
