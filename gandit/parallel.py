@@ -1,12 +1,12 @@
-"""Batches of per-image work on several cores: forked worker processes where the platform can
-fork, threads elsewhere.
+"""Batches of per-image work on several cores: forked worker processes on Linux, threads
+elsewhere (``can_fork``).
 
 The forensics' per-image work is thousands of small array operations glued by Python: on
 threads they hold each other up on the interpreter lock (2 cores, the analysis of 842 images:
 129.8 s on one thread, 105.3 s on two; BENCHMARKS.md run 42). Forked processes run them
-beside each other and share the parent's arrays (training pixels, the FAISS indexes) without
-copying them: the work function and everything it reaches is inherited at the fork, only each
-batch's result is sent back (pickled). Every worker runs torch, and so the OpenMP pool that
+beside each other and share the parent's arrays (training pixels, the box and whole-image
+indexes) without copying them: the work function and everything it reaches is inherited at
+the fork, only each batch's result is sent back (pickled). Every worker runs torch, and so the OpenMP pool that
 FAISS shares, on one thread, as the thread workers did; a batch's result is the same on any
 worker, so the output is the same with any number of them.
 """
@@ -54,7 +54,7 @@ def _run(task: tuple[int, object]):
 def map_batches(work: Callable[[T], R], items: Sequence[T], workers: int,
                 processes: bool | None = None) -> Iterator[R]:
     """``work(item)`` for each of ``items``, in order, on ``workers`` at once: forked processes
-    when ``processes`` (default: where the platform can fork), else threads, with one torch
+    when ``processes`` (default: ``can_fork()``), else threads, with one torch
     thread each; with one worker or one item, here. ``work`` must not rely on side effects in
     this process (a forked worker's are lost) and its results must pickle."""
     workers = max(1, min(int(workers), len(items)))
