@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from gandit.forensics.align import descriptors, images_to_tensor
+from gandit.forensics.replay import pool
 from gandit.search import top_inner_products
 
 #: Side of a whole-image descriptor, pixels.
@@ -52,15 +53,9 @@ class WholeMatch:
     correlation: float
 
 
-def whole_size(images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, s, s) float images, s a multiple of ``WHOLE_SIZE`` → their area averages at
-    ``WHOLE_SIZE`` x ``WHOLE_SIZE``."""
-    return images if images.shape[-1] == WHOLE_SIZE else torch.nn.functional.adaptive_avg_pool2d(images, WHOLE_SIZE)
-
-
 def whole_descriptors(images: torch.Tensor) -> np.ndarray:
     """(N, 3, s, s) float images, s a multiple of ``WHOLE_SIZE`` → float32 (N, 768) descriptors."""
-    return descriptors(whole_size(images))
+    return descriptors(pool(images, WHOLE_SIZE))
 
 
 def symmetric_part(images: torch.Tensor) -> torch.Tensor:
@@ -77,7 +72,7 @@ def pixels_to_whole_index(pixels: np.ndarray) -> WholeIndex:
     for s in range(0, m, CHUNK):
         block = pixels[s:s + CHUNK]
         # mirroring and area averaging commute: the symmetric parts are taken at 16x16
-        x = whole_size(images_to_tensor(block.reshape(-1, *block.shape[2:])))
+        x = pool(images_to_tensor(block.reshape(-1, *block.shape[2:])), WHOLE_SIZE)
         index[s * v:s * v + len(x)] = descriptors(x)
         symmetric[s * v:s * v + len(x)] = descriptors(symmetric_part(x))
     return WholeIndex(v, index, symmetric)
@@ -88,21 +83,12 @@ def search_symmetric(index: WholeIndex, images: torch.Tensor) -> list[WholeMatch
     best with the image's (``symmetric_part``; ``flip`` False, ties by photo id), or None: where
     a photo mixed with its own mirror image is near neither orientation of its source, the
     symmetric parts still agree."""
-    n = len(images)
-    if n == 0 or len(index.symmetric) == 0:
-        return [None] * n
-    sims, rows = top_inner_products(descriptors(symmetric_part(whole_size(images))), index.symmetric,
-                                    2 * index.variants)
-    out: list[WholeMatch | None] = []
-    for i in range(n):
-        hits = [(-float(s_), int(r) // index.variants, int(r) % index.variants)
-                for s_, r in zip(sims[i], rows[i]) if r >= 0]
-        if not hits:
-            out.append(None)
-            continue
-        s_, photo, variant = min(hits)
-        out.append(WholeMatch(photo, variant, False, -s_))
-    return out
+    if len(images) == 0 or len(index.symmetric) == 0:
+        return [None] * len(images)
+    # the best row, ties by row: by photo, then variant
+    sims, rows = top_inner_products(descriptors(symmetric_part(pool(images, WHOLE_SIZE))), index.symmetric, 1)
+    return [WholeMatch(int(r) // index.variants, int(r) % index.variants, False, float(s_))
+            for s_, r in zip(sims[:, 0], rows[:, 0])]
 
 
 def search_whole(index: WholeIndex, images: torch.Tensor, photos: int,
@@ -124,8 +110,6 @@ def search_whole(index: WholeIndex, images: torch.Tensor, photos: int,
         best: dict[int, WholeMatch] = {}
         for flip, sims, rows in hits:
             for s, r in zip(sims[i], rows[i]):
-                if r < 0:
-                    continue
                 photo = int(r) // index.variants
                 if exclude and photo in exclude[i]:
                     continue
