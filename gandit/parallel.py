@@ -54,23 +54,27 @@ def _run(task: tuple[int, object]):
 def map_batches(work: Callable[[T], R], items: Sequence[T], workers: int,
                 processes: bool | None = None) -> Iterator[R]:
     """``work(item)`` for each of ``items``, in order, on ``workers`` at once: forked processes
-    when ``processes`` (default: ``can_fork()``), else threads, with one torch
-    thread each; with one worker or one item, here. ``work`` must not rely on side effects in
-    this process (a forked worker's are lost) and its results must pickle."""
+    (each on one torch thread) when ``processes`` (default: ``can_fork()``) and they can be
+    started, else threads; with one worker or one item, here. ``work`` must not rely on side
+    effects in this process (a forked worker's are lost) and its results must pickle."""
     workers = max(1, min(int(workers), len(items)))
     if workers == 1:
         yield from map(work, items)
         return
     if processes is None:
         processes = can_fork()
-    if not processes:
-        with ThreadPoolExecutor(workers) as pool:
-            yield from pool.map(work, items)
-        return
     key = next(_KEYS)
     _WORK[key] = work
     try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_start_worker) as pool:
-            yield from pool.imap(_run, [(key, item) for item in items])
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_start_worker) if processes else None
+    except OSError:      # no process could be started (a process limit, no memory left): threads
+        pool = None
+    try:
+        if pool is None:
+            with ThreadPoolExecutor(workers) as threads:
+                yield from threads.map(work, items)
+        else:
+            with pool:
+                yield from pool.imap(_run, [(key, item) for item in items])
     finally:
         del _WORK[key]

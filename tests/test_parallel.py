@@ -53,3 +53,15 @@ def test_a_failing_batch_raises_where_the_caller_waits(processes):
     with pytest.raises(ValueError, match="bad batch 3"):
         list(map_batches(work, range(6), workers=2, processes=processes))
     assert not gandit.parallel._WORK
+
+
+def test_threads_where_no_process_can_be_started(monkeypatch):
+    """A fork that fails (a process limit, no memory left) falls back to threads, not to an error."""
+    class NoFork:
+        def Pool(self, *args, **kwargs):
+            raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(gandit.parallel.multiprocessing, "get_context", lambda method: NoFork())
+    out = list(map_batches(lambda x: (os.getpid(), x + 1), range(5), workers=2, processes=True))
+    assert out == [(os.getpid(), x + 1) for x in range(5)]
+    assert not gandit.parallel._WORK
