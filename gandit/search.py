@@ -57,28 +57,55 @@ QUERY_CHUNK = 256
 
 def top_inner_products(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` inner products of ``queries`` (N, d) with the rows of ``base`` (M, d;
-    float64, or converted on every call): float32 scores (N, min(k, M)), descending, ties by
-    row, and int64 rows.
+    float32, or float64 converted on every call): float32 scores (N, min(k, M)), descending,
+    ties by row, and int64 rows.
 
-    Accumulated in float64, rounded to float32: a query's scores (and so its neighbours) do not
-    depend on the other queries searched with it. FAISS's exact index does not give that: it
-    scores fewer than 128,000 / d queries pair by pair (at d = 768, 150 queries against 40,000
-    rows take 1.9 s, five times this) and more of them by float32 BLAS, whose last bits move
-    with the batch (BENCHMARKS.md run 42), and the forensics search in batches whose sizes
-    depend on the submission and the number of workers."""
+    Every score is the float64 inner product rounded to float32, so a query's scores (and so
+    its neighbours) do not depend on the other queries searched with it. FAISS's exact index
+    does not give that: it scores fewer than 128,000 / d queries pair by pair (at d = 768, 150
+    queries against 40,000 rows take 1.9 s) and more of them by float32 BLAS, whose last bits
+    move with the batch (BENCHMARKS.md run 42), and the forensics search in batches whose sizes
+    depend on the submission and the number of workers. Here float32 BLAS only screens: a row
+    whose float32 product is within twice that product's error bound (``screen_margin``) of the
+    query's k-th largest is scored again in float64, and the ranking is made of those scores.
+    No row of the exact top k can fall outside the screen, so the result is the float64
+    ranking's, at the cost of a float32 product."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     n, m = len(queries), len(base)
     k = min(int(k), m)
     sims, rows = np.zeros((n, max(k, 0)), np.float32), np.zeros((n, max(k, 0)), np.int64)
     if n == 0 or k <= 0:
         return sims, rows
-    b = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float64))
+    b32 = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32))
+    b64 = np.asarray(base)
+    # the largest row norm, from float32 sums of squares, raised past their rounding error
+    norm = float(torch.linalg.vector_norm(b32, dim=1).max()) * (1.0 + 4.0 * b32.shape[1] * 2.0 ** -24)
+    margin = screen_margin(queries, norm)
     for s0 in range(0, n, QUERY_CHUNK):
-        scores = (torch.from_numpy(queries[s0:s0 + QUERY_CHUNK]).double() @ b.T).float()
-        kth = scores.topk(k, dim=1).values[:, -1].numpy()       # each query's k-th largest
-        scores = scores.numpy()
-        for i in range(len(scores)):
-            cand = np.flatnonzero(scores[i] >= kth[i])          # the k best, and any ties
-            order = cand[np.lexsort((cand, -scores[i, cand]))[:k]]
-            sims[s0 + i], rows[s0 + i] = scores[i, order], order
+        q = torch.from_numpy(queries[s0:s0 + QUERY_CHUNK])
+        scores = q @ b32.T
+        kth = scores.topk(k, dim=1).values[:, -1]
+        qi, ri = torch.nonzero(scores >= (kth - torch.from_numpy(margin[s0:s0 + QUERY_CHUNK]))[:, None],
+                               as_tuple=True)
+        qi, ri = qi.numpy(), ri.numpy()
+        exact = np.einsum("ij,ij->i", queries[s0 + qi].astype(np.float64), b64[ri].astype(np.float64)) \
+            .astype(np.float32)
+        bounds = np.searchsorted(qi, np.arange(len(q) + 1))
+        for i in range(len(q)):
+            cand, s = ri[bounds[i]:bounds[i + 1]], exact[bounds[i]:bounds[i + 1]]
+            order = np.lexsort((cand, -s))[:k]
+            sims[s0 + i], rows[s0 + i] = s[order], cand[order]
     return sims, rows
+
+
+def screen_margin(queries: np.ndarray, base_norm: float) -> np.ndarray:
+    """Per query, twice the bound on how far a float32 inner product with a row of norm at most
+    ``base_norm`` (the row converted to float32) is from its float64 value rounded to float32:
+    ``γ_d`` (Higham's bound for a d-term sum in any order, fused or not) plus one unit roundoff
+    for the row's conversion and one for the rounding of the result, times ``‖q‖ · base_norm``
+    (Cauchy-Schwarz on ``Σ|q_j b_j|``), with a factor of 2 to spare. float64 (N,)."""
+    d = queries.shape[1]
+    u = 2.0 ** -24
+    gamma = d * u / (1.0 - d * u)
+    qn = np.linalg.norm(queries.astype(np.float64), axis=1)
+    return 2.0 * 2.0 * (gamma + 2.0 * u) * qn * base_norm

@@ -44,3 +44,25 @@ def test_a_querys_neighbours_do_not_depend_on_the_batch_it_is_searched_in():
             s, r = top_inner_products(q[a:a + size], base64, 10)
             np.testing.assert_array_equal(s, all_s[a:a + size])
             np.testing.assert_array_equal(r, all_r[a:a + size])
+
+
+def test_rows_closer_than_float32_products_resolve_are_ranked_as_float64_ranks_them():
+    # 2,000 rows whose products with the query are 1e-7 apart, each with a large part
+    # orthogonal to the query: float32 products of them err by ~1e-5, so a float32 ranking
+    # scrambles them; the screen must pass every row that could be in the top k to the
+    # float64 scoring, and the ranking be float64's
+    rng = np.random.default_rng(2)
+    d = 768
+    q = rng.standard_normal(d)
+    q /= np.linalg.norm(q)
+    other = rng.standard_normal((2000, d)) * 10.0
+    other -= (other @ q)[:, None] * q[None]
+    base = (0.5 + 1e-7 * rng.permutation(2000))[:, None] * q[None] + other
+    base = np.concatenate([base, 0.01 * rng.standard_normal((3000, d))]).astype(np.float32)
+    qs = q[None].astype(np.float32)
+    want_s, want_r = reference(qs, base, 50)
+    got_s, got_r = top_inner_products(qs, base, 50)
+    np.testing.assert_array_equal(got_r, want_r)
+    np.testing.assert_array_equal(got_s, want_s)
+    plain = np.argsort(-(qs @ base.T)[0], kind="stable")[:50]     # what float32 alone ranks
+    assert plain.tolist() != want_r[0].tolist()

@@ -11,9 +11,9 @@ correlation below ranked a true source first in 11 of them). Here every variant 
 area-averaged to ``WHOLE_SIZE`` x ``WHOLE_SIZE`` (per-channel mean removed, unit norm, so an
 inner product is the normalised correlation of ``align.correlation``), searched exactly
 (``search.top_inner_products``: a query's matches do not depend on the batch it is searched
-in): ``V`` rows per photo, 768 float64 each (20,000 photos, two variants: 246 MB). A second
+in): ``V`` rows per photo, 768 float32 each (20,000 photos, two variants: 123 MB). A second
 index holds the same rows of each variant's symmetric part (``symmetric_part``, another
-246 MB): a photo mixed with its own mirror image, ``w * a + (1 - w) * mirror(a)``, has the
+123 MB): a photo mixed with its own mirror image, ``w * a + (1 - w) * mirror(a)``, has the
 symmetric part of ``a`` whatever ``w``, where it may be near neither orientation of ``a``
 itself (``search_symmetric``). Pure: arrays in, arrays out.
 """
@@ -40,7 +40,7 @@ class WholeIndex:
     """Descriptors of every preprocessing variant of every training photo."""
 
     variants: int             #: variants per photo; row r is photo r // variants, variant r % variants
-    index: np.ndarray         #: float64 (rows, 768) descriptors
+    index: np.ndarray         #: float32 (rows, 768) descriptors
     #: the same rows of each variant's symmetric part, ``(x + mirror(x)) / 2`` (``search_symmetric``)
     symmetric: np.ndarray
 
@@ -67,7 +67,7 @@ def symmetric_part(images: torch.Tensor) -> torch.Tensor:
 def pixels_to_whole_index(pixels: np.ndarray) -> WholeIndex:
     """Index uint8 training pixels (M, V, H, W, 3), as they are and their symmetric parts."""
     m, v = pixels.shape[:2]
-    index = np.zeros((m * v, 3 * WHOLE_SIZE * WHOLE_SIZE))
+    index = np.zeros((m * v, 3 * WHOLE_SIZE * WHOLE_SIZE), dtype=np.float32)
     symmetric = np.zeros_like(index)
     for s in range(0, m, CHUNK):
         block = pixels[s:s + CHUNK]
