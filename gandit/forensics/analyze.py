@@ -334,16 +334,31 @@ def images_to_query(images) -> torch.Tensor:
         else torch.zeros((0, 3, 32, 32))
 
 
-def _exact(train: TrainPixels, photo: int, variant: int, flip: bool) -> torch.Tensor:
-    """(3, 32, 32) render of a training photo's preprocessing variant, mirrored when ``flip``."""
-    t = to32(images_to_tensor(train.pixels[photo, variant][None]))[0]
-    return t.flip(-1) if flip else t
+class ExactRenders:
+    """(3, 32, 32) renders of training photos' preprocessing variants, whole, as ``exact(photo,
+    variant, flip)`` gives them (mirrored when ``flip``; a new tensor each time), each made
+    once per batch: an image asks for the same few photos at every step of its analysis (about
+    70 times at 20,000 training photos, 7% of the analysis). At most ``size`` are kept (the
+    oldest dropped first; 12 KB each)."""
+
+    def __init__(self, train: TrainPixels, size: int = 4096):
+        self.train, self.size, self.kept = train, size, {}
+
+    def __call__(self, photo: int, variant: int, flip: bool) -> torch.Tensor:
+        t = self.kept.get((photo, variant))
+        if t is None:
+            t = to32(images_to_tensor(self.train.pixels[photo, variant][None]))[0]
+            if len(self.kept) >= self.size:
+                del self.kept[next(iter(self.kept))]
+            self.kept[(photo, variant)] = t
+        return t.flip(-1) if flip else t.clone()
 
 
 def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeIndex, thresholds, cv, width,
                    height, threads: int, photos=None):
     q = images_to_query(query_pixels)
     q16 = pool(q, 16)
+    exact = ExactRenders(train)
     whole_matches = search_whole(whole, q, WHOLE_PHOTOS)
     symmetric = search_symmetric(whole, q)
     desc, mdesc = query_descriptors(q)
@@ -377,10 +392,10 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
             offers.append((render(c64, np.array([local[c.photo]]), c.box[None], 32, np.array([c.flip]))[0], c.photo))
         cp = copies[i]
         if cp is not None:
-            offers.append((_exact(train, cp.train, cp.variant, cp.flip), cp.train))
+            offers.append((exact(cp.train, cp.variant, cp.flip), cp.train))
         if whole_matches[i]:
             w = whole_matches[i][0]
-            offers.append((_exact(train, w.photo, w.variant, w.flip), w.photo))
+            offers.append((exact(w.photo, w.variant, w.flip), w.photo))
         r, best, used = None, RESIDUAL_MIN_CORRELATION, set()
         for render_, photo in offers:
             corr = float(correlation(render_, qi))
@@ -415,7 +430,7 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
     # best region, offered to the runner-up tests as the mix's second source.
     partners: dict[int, list[tuple[torch.Tensor, Source]]] = {}
     for i in residual_rows:
-        offers = [(_exact(train, w.photo, w.variant, w.flip), Source(w.photo, w.variant, None, w.flip))
+        offers = [(exact(w.photo, w.variant, w.flip), Source(w.photo, w.variant, None, w.flip))
                   for w in residual_whole.get(i, [])]
         for c, _ in res_aligned.get(i, [])[:1]:
             box = None if is_whole(c.box, width, height) else tuple(float(v) for v in c.box)
@@ -430,7 +445,7 @@ def _analyze_batch(query_pixels, copies, neighbours, train, index, whole: WholeI
         return _decide(q[i], copies[i], aligned[i], res_aligned.get(i, []), whole_matches[i], (c64, local),
                        (rc64, rlocal), train, thresholds, cv, width, height,
                        None if photos is None else (pixels, photos), pixels, exact_extra.get(i, []), notes,
-                       runners.get(i), symmetric[i])
+                       runners.get(i), symmetric[i], exact)
 
     # Every image is decided first with the coarse pass's runner-up; the runner-up search is
     # for those that no copy, crop or blend explains with certainty, and they are decided again.
@@ -839,7 +854,7 @@ def _exhaustive_second_sources(query_pixels, retry: dict[int, tuple[int, int, bo
 def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], primary_canvas, residual_canvas, train,
             thresholds, cv, width, height, photos=None, pixels=None, exact_extra=(),
             notes: dict | None = None, runner_up: RunnerUp | None = None,
-            symmetric: WholeMatch | None = None) -> Finding:
+            symmetric: WholeMatch | None = None, exact: ExactRenders | None = None) -> Finding:
     """The finding of one image. ``photos``: (its uint8 pixels, the training-photo loader), for
     a crop verified on point samples (``point_crop``), or None; ``pixels``: its uint8 pixels,
     for the exact decomposition (``exact_blend``) over the candidate photos and ``exact_extra``
@@ -847,7 +862,9 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
     variant, flip) where that decomposition ran and found no pair; ``runner_up``: the replay
     ratio test's runner-up (``_runner_ups``), or None for the coarse pass's runner-up;
     ``symmetric``: the photo whose symmetric part is nearest the image's
-    (``whole.search_symmetric``), also decomposed with its own mirror image."""
+    (``whole.search_symmetric``), also decomposed with its own mirror image; ``exact``: the
+    batch's renders of whole training variants (``ExactRenders``; made here when None)."""
+    exact = exact if exact is not None else ExactRenders(train)
     scores = {k: 0.0 for k in KINDS}
     evidence: dict[str, float] = {}
     copy_source = None
@@ -864,7 +881,7 @@ def _decide(qi, copy, aligned, res_aligned, whole_matches: list[WholeMatch], pri
     def exact_columns(photo: int, flip: bool) -> tuple[list[torch.Tensor], list[Source]]:
         """Every preprocessing variant of a photo, whole, as is or mirrored: renders and sources."""
         sources_ = [Source(photo, v, None, flip) for v in range(train.pixels.shape[1])]
-        return [_exact(train, photo, v, flip) for v in range(train.pixels.shape[1])], sources_
+        return [exact(photo, v, flip) for v in range(train.pixels.shape[1])], sources_
 
     def add_exact(photo: int, flip: bool) -> None:
         renders, sources_ = exact_columns(photo, flip)
