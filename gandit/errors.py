@@ -36,3 +36,7 @@ class WeightsError(GanditError):
 
 class StatsError(GanditError):
     """A statistics (.npz) or result (.json) file that cannot be read."""
+
+
+class WorkerDiedError(GanditError):
+    """A worker process ended before it returned its batch (killed: out of memory, most often)."""

@@ -2,13 +2,17 @@
 that inherit the caller's arrays, on threads where the platform cannot fork, and errors raised
 where the caller waits."""
 
+import multiprocessing
 import os
+import signal
+import time
 
 import numpy as np
 import pytest
 import torch
 
 import gandit.parallel
+from gandit.errors import WorkerDiedError
 from gandit.parallel import can_fork, map_batches
 
 
@@ -58,10 +62,69 @@ def test_a_failing_batch_raises_where_the_caller_waits(processes):
 def test_threads_where_no_process_can_be_started(monkeypatch):
     """A fork that fails (a process limit, no memory left) falls back to threads, not to an error."""
     class NoFork:
-        def Pool(self, *args, **kwargs):
-            raise OSError(11, "Resource temporarily unavailable")
+        Pipe = staticmethod(multiprocessing.Pipe)
+
+        class Process:
+            def __init__(self, *args, **kwargs):
+                pass
+
+            def start(self):
+                raise OSError(11, "Resource temporarily unavailable")
 
     monkeypatch.setattr(gandit.parallel.multiprocessing, "get_context", lambda method: NoFork())
     out = list(map_batches(lambda x: (os.getpid(), x + 1), range(5), workers=2, processes=True))
     assert out == [(os.getpid(), x + 1) for x in range(5)]
+    assert not gandit.parallel._WORK
+
+
+class _Hang(Exception):
+    pass
+
+
+def _fail_instead_of_hanging(seconds: int):
+    def ring(signum, frame):
+        raise _Hang(f"still waiting after {seconds} s")
+    signal.signal(signal.SIGALRM, ring)
+    signal.alarm(seconds)
+
+
+def test_a_worker_killed_mid_batch_stops_the_run_with_an_error_instead_of_a_hang():
+    """The kernel's out-of-memory killer ends a worker with SIGKILL: ``multiprocessing.Pool`` waited
+    for its batch forever; the caller gets a ``WorkerDiedError`` naming the signal and the fix, and
+    no worker is left behind."""
+    if not can_fork():
+        pytest.skip("this platform cannot fork")
+
+    def work(x):
+        if x == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.05)
+        return x
+
+    _fail_instead_of_hanging(60)
+    try:
+        got = []
+        with pytest.raises(WorkerDiedError, match=r"killed by SIGKILL .*OMP_NUM_THREADS=1"):
+            for x in map_batches(work, range(10), workers=2, processes=True):
+                got.append(x)
+    finally:
+        signal.alarm(0)
+    assert got == list(range(len(got))) and len(got) <= 4      # in order, up to the lost batch
+    assert not multiprocessing.active_children()
+    assert not gandit.parallel._WORK
+
+
+def test_leaving_the_loop_early_stops_the_workers():
+    if not can_fork():
+        pytest.skip("this platform cannot fork")
+
+    def work(x):
+        time.sleep(0.2 if x else 0.0)
+        return x
+
+    batches = map_batches(work, range(20), workers=2, processes=True)
+    assert next(batches) == 0
+    assert len(multiprocessing.active_children()) == 2
+    batches.close()                       # what an error or Ctrl-C in the caller's loop does
+    assert not multiprocessing.active_children()
     assert not gandit.parallel._WORK
