@@ -290,18 +290,24 @@ def main_options(
     """gandit: audits generative-image submissions for rule breaks and copied training images."""
 
 
+def _interrupted() -> int:
+    print("gandit: interrupted (cached features and checkpoints are kept; run again to resume)", file=sys.stderr)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr and exit 2 for anything that stops the run."""
     command = typer.main.get_command(app)
     try:
         # Without standalone mode click returns typer.Exit's code instead of raising it.
         code = command.main(args=argv, prog_name="gandit", standalone_mode=False)
+        if code == 130:     # typer ≥ 0.20 catches Ctrl-C itself and returns 130 (no command exits so)
+            return _interrupted()
         return code if isinstance(code, int) else 0
     except typer.Exit as done:
         return done.exit_code
     except (typer.Abort, KeyboardInterrupt):   # click turns Ctrl-C into Abort
-        print("gandit: interrupted (cached features and checkpoints are kept; run again to resume)", file=sys.stderr)
-        return 130
+        return _interrupted()
     except _usage_error_types() as err:
         ctx = getattr(err, "ctx", None)
         hint = f" — see '{ctx.command_path} --help'" if ctx is not None else ""

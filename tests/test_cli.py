@@ -64,3 +64,18 @@ def test_score_needs_two_images(samples, feature_cache, tmp_path, capsys):
     code, _, err = run(["score", str(one), "--train", str(samples / "train" / "emoji"),
                         "--cache", str(feature_cache)], capsys)
     assert code == 2 and "at least 2" in err
+
+
+def test_ctrl_c_says_interrupted_in_one_line_and_exits_130(samples, tmp_path, capsys, monkeypatch):
+    import gandit.audit
+
+    def interrupt(_options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gandit.audit, "load_inputs", interrupt)
+    out = tmp_path / "result.json"
+    code, _, err = run(["audit", str(samples / "submissions" / "honest.zip"), "--train",
+                        str(samples / "train" / "emoji"), "--json", str(out), "--no-cache"], capsys)
+    assert code == 130 and err.strip().splitlines() == [
+        "gandit: interrupted (cached features and checkpoints are kept; run again to resume)"]
+    assert not out.exists()
