@@ -233,3 +233,22 @@ def test_copies_are_the_same_with_any_number_of_workers_and_chunks(tiles, monkey
     monkeypatch.setattr(copy, "VERIFY_CHUNK", 5)
     for workers in (1, 2, 3):
         assert detect(workers) == single
+
+
+def test_training_side_descriptors_made_a_chunk_at_a_time_are_the_whole_computations(monkeypatch):
+    """The copy detector's training-side arrays are made in chunks (their float copies of 20,000
+    photos' thumbnails took 2.5 GB at once): the values are those of the whole computation,
+    across chunk boundaries."""
+    import gandit.features.pixels as pixels
+    import gandit.forensics.copy as copy
+
+    monkeypatch.setattr(pixels, "CHUNK", 7)
+    monkeypatch.setattr(copy, "SIDE_CHUNK", 5)
+    thumbs = np.random.default_rng(4).integers(0, 256, (23, 2, 32, 32, 3), dtype=np.uint8)
+    flat = thumbs.reshape(46, 32, 32, 3)
+    whole = flat.astype(np.float32).reshape(46, 16, 2, 16, 2, 3).mean(axis=(2, 4)) / 255.0
+    np.testing.assert_array_equal(pixels.thumbnails_to_descriptors(flat), whole.reshape(46, -1))
+    means8 = thumbs.astype(np.float64).reshape(23, 2, 8, 4, 8, 4, 3).mean(axis=(3, 5)) / 255.0
+    np.testing.assert_allclose(copy.thumbnails_to_side8(thumbs), means8, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(copy.thumbnails_to_side8(thumbs),
+                                  copy.to_side(thumbs.astype(np.float64) / 255.0, 8))
