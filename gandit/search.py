@@ -88,14 +88,29 @@ def top_inner_products(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[n
         qi, ri = torch.nonzero(scores >= (kth - torch.from_numpy(margin[s0:s0 + QUERY_CHUNK]))[:, None],
                                as_tuple=True)
         qi, ri = qi.numpy(), ri.numpy()
-        exact = np.einsum("ij,ij->i", queries[s0 + qi].astype(np.float64), b64[ri].astype(np.float64)) \
-            .astype(np.float32)
         bounds = np.searchsorted(qi, np.arange(len(q) + 1))
         for i in range(len(q)):
-            cand, s = ri[bounds[i]:bounds[i + 1]], exact[bounds[i]:bounds[i + 1]]
+            cand = ri[bounds[i]:bounds[i + 1]]
+            s = _float64_scores(queries[s0 + i], b64, cand).astype(np.float32)
             order = np.lexsort((cand, -s))[:k]
             sims[s0 + i], rows[s0 + i] = s[order], cand[order]
     return sims, rows
+
+
+#: Rows scored at once by ``_float64_scores`` (bounds its float64 copy: 4096 x 768, 25 MB). A query
+#: orthogonal to every row (a flat image's descriptor is all zeros) passes every row to it.
+RESCORE_ROWS = 4096
+
+
+def _float64_scores(query: np.ndarray, base: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """float64 inner products of ``query`` with ``base[rows]``, each summed in one fixed order."""
+    q = query.astype(np.float64)
+    if not q.any():
+        return np.zeros(len(rows))
+    out = np.empty(len(rows))
+    for s in range(0, len(rows), RESCORE_ROWS):
+        out[s:s + RESCORE_ROWS] = np.einsum("ij,j->i", np.asarray(base[rows[s:s + RESCORE_ROWS]], dtype=np.float64), q)
+    return out
 
 
 def screen_margin(queries: np.ndarray, base_norm: float) -> np.ndarray:

@@ -66,3 +66,40 @@ def test_rows_closer_than_float32_products_resolve_are_ranked_as_float64_ranks_t
     np.testing.assert_array_equal(got_s, want_s)
     plain = np.argsort(-(qs @ base.T)[0], kind="stable")[:50]     # what float32 alone ranks
     assert plain.tolist() != want_r[0].tolist()
+
+
+def test_a_query_orthogonal_to_every_row_gets_the_first_rows_without_a_copy_per_row(monkeypatch):
+    # a flat image's descriptor is all zeros: every row ties at 0 and passes the screen; they
+    # are ranked by row, a bounded block at a time (run 43: such residual queries once asked
+    # for a 34 GB float64 array)
+    import gandit.search as search
+
+    monkeypatch.setattr(search, "RESCORE_ROWS", 100)
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((1000, 64)).astype(np.float32)
+    base[::3] = 0.0
+    q = np.zeros((3, 64), np.float32)
+    q[1] = base[7]
+    q[2, 0] = 1e-30                   # tiny, not zero: every row of zeros ties at its k-th score
+    want_s, want_r = reference(q, base, 5)
+    got_s, got_r = top_inner_products(q, base, 5)
+    np.testing.assert_array_equal(got_r, want_r)
+    np.testing.assert_array_equal(got_s, want_s)
+    assert got_r[0].tolist() == [0, 1, 2, 3, 4] and not got_s[0].any()
+
+
+def test_the_float64_scoring_of_many_tied_rows_takes_bounded_memory():
+    import tracemalloc
+
+    base = np.zeros((100_000, 64), np.float32)       # 26 MB; in float64 pairs, 51 MB per copy
+    base[50_000] = 1.0
+    q = np.zeros((2, 64), np.float32)
+    q[1, 0] = -1e-30                                  # every zero row ties above row 50,000
+    tracemalloc.start()
+    try:
+        s, r = top_inner_products(q, base, 3)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.tolist() == [[0, 1, 2], [0, 1, 2]] and not s.any()
+    assert peak < 16 * 2**20, peak
