@@ -68,8 +68,13 @@ def _serve(key: int, conn) -> None:
             out = (i, False, err)
         try:
             conn.send(out)
+        except OSError:           # the caller is gone
+            return
         except Exception as err:  # noqa: BLE001  (a result or an exception that does not pickle)
-            conn.send((i, False, RuntimeError(f"batch {i}: its result could not be sent back: {err}")))
+            try:
+                conn.send((i, False, RuntimeError(f"batch {i}: its result could not be sent back: {err}")))
+            except OSError:
+                return
 
 
 def _died(process) -> WorkerDiedError:
@@ -101,6 +106,11 @@ def _on_processes(key: int, n: int, workers: int) -> Iterator | None:
     except OSError:        # a process limit, no memory left: those started, or threads
         if not started:
             return None
+    except BaseException:  # Ctrl-C while they start
+        for process, _ in started:
+            process.terminate()
+            process.join()
+        raise
     return _results(started, n)
 
 

@@ -128,3 +128,11 @@ def test_leaving_the_loop_early_stops_the_workers():
     batches.close()                       # what an error or Ctrl-C in the caller's loop does
     assert not multiprocessing.active_children()
     assert not gandit.parallel._WORK
+
+
+def test_a_result_that_does_not_pickle_is_an_error_where_the_caller_waits():
+    if not can_fork():
+        pytest.skip("this platform cannot fork")
+    with pytest.raises(RuntimeError, match="batch 1: its result could not be sent back"):
+        list(map_batches(lambda x: (lambda: x) if x == 1 else x, range(4), workers=2, processes=True))
+    assert not multiprocessing.active_children()
