@@ -161,6 +161,8 @@ def main() -> None:
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if not kinds or set(kinds) - set(KINDS):
         ap.error(f"--kinds: expected some of {', '.join(KINDS)}, got {args.kinds!r}")
+    if args.warmup < 1 or args.warmup >= args.queries:
+        ap.error(f"--warmup {args.warmup}: expected 1 to --queries - 1 ({args.queries - 1}) images")
     if args.exact and args.cache:
         ap.error("--exact and --cache: the audit caches its default index only")
     root = corpus_dir()
@@ -196,7 +198,7 @@ def main() -> None:
     # What the findings cost whatever the submission's size (the copy detector's descriptors of
     # the training side, the Inception neighbour index, starting the workers): the first
     # ``--warmup`` images alone, then all of them; the difference is the cost per image.
-    n_small = min(args.warmup, len(submitted) - 1)
+    n_small = args.warmup
     t0 = time.perf_counter()
     images_to_findings(submitted[:n_small], feats[:n_small], train, thresholds, index=index, whole=whole,
                        photos=photos)

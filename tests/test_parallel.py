@@ -82,10 +82,12 @@ class _Hang(Exception):
 
 
 def _fail_instead_of_hanging(seconds: int):
+    """Raises ``_Hang`` here after ``seconds``; returns the SIGALRM handler to put back."""
     def ring(signum, frame):
         raise _Hang(f"still waiting after {seconds} s")
-    signal.signal(signal.SIGALRM, ring)
+    previous = signal.signal(signal.SIGALRM, ring)
     signal.alarm(seconds)
+    return previous
 
 
 def test_a_worker_killed_mid_batch_stops_the_run_with_an_error_instead_of_a_hang():
@@ -101,7 +103,7 @@ def test_a_worker_killed_mid_batch_stops_the_run_with_an_error_instead_of_a_hang
         time.sleep(0.05)
         return x
 
-    _fail_instead_of_hanging(60)
+    previous = _fail_instead_of_hanging(60)
     try:
         got = []
         with pytest.raises(WorkerDiedError, match=r"killed by SIGKILL .*OMP_NUM_THREADS=1"):
@@ -109,6 +111,7 @@ def test_a_worker_killed_mid_batch_stops_the_run_with_an_error_instead_of_a_hang
                 got.append(x)
     finally:
         signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     assert got == list(range(len(got))) and len(got) <= 4      # in order, up to the lost batch
     assert not multiprocessing.active_children()
     assert not gandit.parallel._WORK
