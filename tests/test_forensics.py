@@ -155,8 +155,8 @@ def test_refinement_is_the_plain_best_move_pattern_search_with_fewer_renders(mon
     """``refine_boxes`` is, box by box, the plain pattern search: every plausible move of the
     current box rendered and scored, the best taken while it gains more than 1e-7, else the
     step halved, until it is below the last step. The batched search renders fewer boxes (not
-    the moves the canvas clamps back onto the current box, nor the move back onto the box
-    before the last move) and ends at the same boxes and correlations, value for value."""
+    the moves the canvas clamps back onto the current box, nor a box the search rendered
+    before: ``align.TriedBoxes``) and ends at the same boxes and correlations, value for value."""
     from gandit.forensics import align
     from gandit.forensics.align import _MOVES, centred, clamp_boxes, correlation, correlation_to
 
@@ -199,8 +199,11 @@ def test_refinement_is_the_plain_best_move_pattern_search_with_fewer_renders(mon
     want = [plain(k) for k in range(4)]
     rendered = []
 
+    boxes_rendered = []
+
     def counting(canvas_, photo_, boxes_, size, flip_=None):
         rendered.append(len(photo_))
+        boxes_rendered.extend((int(p), bool(f), tuple(b)) for p, f, b in zip(photo_, flip_, boxes_))
         return render(canvas_, photo_, boxes_, size, flip_)
     monkeypatch.setattr(align, "render", counting)
     found, corr = refine_boxes(canvas, photo, starts, flip, target, first_step=4.0, last_step=1 / 16)
@@ -210,8 +213,11 @@ def test_refinement_is_the_plain_best_move_pattern_search_with_fewer_renders(mon
     # the searches converged: to about the true box's correlation with the noisy target
     at_truth = correlation(render(canvas, photo, truth, 32, flip), target).numpy()
     assert np.all(corr > at_truth - 0.005), (corr, at_truth)
-    # moves rendered (the batched search also renders the starts once): measured 859 against 948
-    assert sum(rendered) - len(starts) < plain_renders[0], (sum(rendered), plain_renders)
+    # moves rendered (the batched search also renders the starts once): measured 689 against 948
+    # (859 when only the move back onto the box before the last was spared)
+    assert sum(rendered) - len(starts) < 0.8 * plain_renders[0], (sum(rendered), plain_renders)
+    # no search renders a box twice (each search here has its own photo and flip)
+    assert len(set(boxes_rendered)) == len(boxes_rendered)
 
 
 def test_implausible_boxes_are_never_proposed():
