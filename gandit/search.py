@@ -7,6 +7,8 @@ are evidence in a report, and an approximate index could drop the one that matte
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 # torch before FAISS: loaded in this order, FAISS's OpenMP calls go to torch's OpenMP runtime, so
 # that ``torch.set_num_threads`` bounds both (the forensics run on one thread each); loaded the
 # other way round, FAISS keeps a pool of its own, as many threads as cores.
@@ -73,36 +75,59 @@ def top_inner_products(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[n
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     n, m = len(queries), len(base)
     k = min(int(k), m)
-    sims, rows = np.zeros((n, max(k, 0)), np.float32), np.zeros((n, max(k, 0)), np.int64)
     if n == 0 or k <= 0:
-        return sims, rows
+        return np.zeros((n, max(k, 0)), np.float32), np.zeros((n, max(k, 0)), np.int64)
     b32 = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32))
     b64 = np.asarray(base)
-    # the largest row norm, from float32 sums of squares, raised past their rounding error
-    norm = float(torch.linalg.vector_norm(b32, dim=1).max()) * (1.0 + 4.0 * b32.shape[1] * 2.0 ** -24)
-    margin = screen_margin(queries, norm)
+    margin = screen_margin(queries, rows_to_max_norm(b32))
+    parts = []
     for s0 in range(0, n, QUERY_CHUNK):
-        q = torch.from_numpy(queries[s0:s0 + QUERY_CHUNK])
-        scores = q @ b32.T
-        kth = scores.topk(k, dim=1).values[:, -1]
-        qi, ri = torch.nonzero(scores >= (kth - torch.from_numpy(margin[s0:s0 + QUERY_CHUNK]))[:, None],
-                               as_tuple=True)
-        qi, ri = qi.numpy(), ri.numpy()
-        bounds = np.searchsorted(qi, np.arange(len(q) + 1))
-        for i in range(len(q)):
-            cand = ri[bounds[i]:bounds[i + 1]]
-            s = _float64_scores(queries[s0 + i], b64, cand).astype(np.float32)
-            order = np.lexsort((cand, -s))[:k]
-            sims[s0 + i], rows[s0 + i] = s[order], cand[order]
+        q = queries[s0:s0 + QUERY_CHUNK]
+        parts.append(top_k_screened(torch.from_numpy(q) @ b32.T, margin[s0:s0 + QUERY_CHUNK], k,
+                                    lambda i, cand, q=q: float64_scores(q[i], b64, cand)))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def rows_to_max_norm(rows: torch.Tensor) -> float:
+    """The largest L2 norm of float32 ``rows`` (M, d), from float32 sums of squares, raised past
+    their rounding error: a bound for ``screen_margin``."""
+    if len(rows) == 0:
+        return 0.0
+    return float(torch.linalg.vector_norm(rows, dim=1).max()) * (1.0 + 4.0 * rows.shape[1] * 2.0 ** -24)
+
+
+def top_k_screened(scores: torch.Tensor, margin: np.ndarray, k: int,
+                   rescore: Callable[[int, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top ``k`` of each query from float32 screen ``scores`` (n, M), each within half
+    of ``margin`` (n,) of its exact product: every row within ``margin`` of a query's k-th
+    largest screen score is scored again by ``rescore(query, rows)`` (float64, (R,)), and ranked
+    by those scores rounded to float32, descending, ties by row. Returns float32 scores and
+    int64 rows, (n, k). A row of the exact top k cannot screen lower: the k rows screening
+    highest are exactly at least the k-th screen score less half the margin, so the exact k-th
+    is too, and a row of the top k screens at most half the margin below its exact score."""
+    n = scores.shape[0]
+    sims, rows = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
+    kth = scores.topk(k, dim=1).values[:, -1].numpy().astype(np.float64)
+    # the float64 threshold rounded down to float32: the rows screened are the same or more,
+    # and the comparison does not promote the whole score matrix to float64
+    threshold = np.nextafter((kth - np.asarray(margin, dtype=np.float64)).astype(np.float32), np.float32(-np.inf))
+    qi, ri = torch.nonzero(scores >= torch.from_numpy(threshold)[:, None], as_tuple=True)
+    qi, ri = qi.numpy(), ri.numpy()
+    bounds = np.searchsorted(qi, np.arange(n + 1))
+    for i in range(n):
+        cand = ri[bounds[i]:bounds[i + 1]]
+        s = np.asarray(rescore(i, cand)).astype(np.float32)
+        order = np.lexsort((cand, -s))[:k]
+        sims[i], rows[i] = s[order], cand[order]
     return sims, rows
 
 
-#: Rows scored at once by ``_float64_scores`` (bounds its float64 copy: 4096 x 768, 25 MB). A query
+#: Rows scored at once by ``float64_scores`` (bounds its float64 copy: 4096 x 768, 25 MB). A query
 #: orthogonal to every row (a flat image's descriptor is all zeros) passes every row to it.
 RESCORE_ROWS = 4096
 
 
-def _float64_scores(query: np.ndarray, base: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def float64_scores(query: np.ndarray, base: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """float64 inner products of ``query`` with ``base[rows]``, each summed in one fixed order."""
     q = query.astype(np.float64)
     if not q.any():

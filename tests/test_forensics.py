@@ -318,6 +318,65 @@ def test_the_symmetric_search_finds_a_photo_mixed_with_its_own_mirror_at_any_wei
     assert sum(p == j for p, j in zip(plain, picked)) < len(picked)     # measured: 11 of 12
 
 
+def test_whole_image_searches_rank_by_the_exact_products_of_their_rows_with_near_ties():
+    """``search_whole`` and ``search_symmetric`` screen with float32 products of half the length
+    (the mirror pairs' sums and differences; the symmetric rows' halves) and rank by float64
+    products of the full rows: the result is numpy's float64 ranking of the rows as stored
+    (rounded to float32, ties by row, the best variant and orientation of each photo), also where
+    rows differ from each other by far less than a float32 product can tell apart (a zero screen
+    margin, or one that leaves out how the mirrored image's own descriptor differs from the
+    image's mirrored, fails it)."""
+    from gandit.forensics.align import descriptors
+    from gandit.forensics.replay import pool
+    from gandit.forensics.whole import (LEFT, rows_to_whole_index, search_symmetric, symmetric_part,
+                                        whole_descriptors)
+
+    rng = np.random.default_rng(29)
+    queries = torch.from_numpy(rng.random((40, 3, 32, 32)).astype(np.float32))
+    queries[3] = 0.5                                                   # flat: a zero descriptor
+    queries[4] = 0.5 * (queries[4] + queries[4].flip(-1))              # symmetric
+    queries[5:8] = 0.5 + 3e-7 * queries[5:8]     # nearly flat: mirrored, its descriptor is another
+    d, dm = whole_descriptors(queries), whole_descriptors(queries.flip(-1))
+    # rows: each query (as is, or its mirror image's descriptor) with perturbations of 1e-7 to 1e-5
+    # (near-ties within a float32 product's error), plus random rows; 2 variants per photo
+    near = np.concatenate([np.where((rng.random((40, 1)) < 0.5) | (np.arange(40) == 5)[:, None], dm, d)[:, None]
+                           + rng.normal(0, 1, (40, 6, 768)) * rng.choice([1e-7, 1e-6, 1e-5], (40, 6, 1))])
+    # and, for the nearly flat images, more rows near the image's descriptor mirrored than are
+    # searched for: their own mirrored descriptors are far from it (``_both_ways``'s δ)
+    mirrored = d[5:8].reshape(-1, 3, 16, 16)[..., ::-1].reshape(3, 1, -1)
+    rows = np.concatenate([near.reshape(-1, 768),
+                           (mirrored + rng.normal(0, 1e-6, (3, 10, 768))).reshape(-1, 768),
+                           rng.normal(0, 1, (130, 768))]).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rows = rows[rng.permutation(len(rows))]
+    sym = rows.reshape(-1, 3, 16, 16)
+    sym = 0.5 * (sym + sym[..., ::-1])
+    sym = (sym / np.linalg.norm(sym.reshape(len(sym), -1), axis=1)[:, None, None, None]).astype(np.float32)
+    index = rows_to_whole_index(rows, sym.reshape(len(sym), -1)[:, LEFT], 2)
+
+    def ranked(q, base, k):
+        s = (q.astype(np.float64) @ base.astype(np.float64).T).astype(np.float32)
+        order = np.lexsort((np.broadcast_to(np.arange(len(base)), s.shape), -s), axis=1)[:, :k]
+        return np.take_along_axis(s, order, 1), order
+
+    for photos in (1, 4):
+        found = search_whole(index, queries, photos)
+        want = []
+        hits = [(False, *ranked(d, rows, 2 * photos)), (True, *ranked(dm, rows, 2 * photos))]
+        for i in range(len(queries)):
+            best = {}
+            for flip, sims, rws in hits:
+                for s_, r in zip(sims[i], rws[i]):
+                    if int(r) // 2 not in best or s_ > best[int(r) // 2][3]:
+                        best[int(r) // 2] = (int(r) // 2, int(r) % 2, flip, float(s_))
+            want.append(sorted(best.values(), key=lambda w: (-w[3], w[0]))[:photos])
+        assert [[(w.photo, w.variant, w.flip, w.correlation) for w in f] for f in found] == want
+    sq = descriptors(symmetric_part(pool(queries, 16)))      # the image's symmetric part at 16x16
+    sims, rws = ranked(sq, sym.reshape(len(sym), -1), 1)
+    assert [(f.photo, f.variant, f.correlation) for f in search_symmetric(index, queries)] == \
+        [(int(r) // 2, int(r) % 2, float(s_)) for s_, r in zip(sims[:, 0], rws[:, 0])]
+
+
 # --- attacks through the whole per-image analysis ----------------------------------------
 
 def test_crops_are_found_with_their_box_and_flip(world):

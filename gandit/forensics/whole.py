@@ -27,12 +27,46 @@ import torch
 
 from gandit.forensics.align import descriptors, images_to_tensor
 from gandit.forensics.replay import pool
-from gandit.search import top_inner_products
+from gandit.search import QUERY_CHUNK, float64_scores, rows_to_max_norm, screen_margin, top_k_screened
 
 #: Side of a whole-image descriptor, pixels.
 WHOLE_SIZE = 16
 #: Photos rendered per block while building (bounds memory).
 CHUNK = 1024
+
+#: A descriptor's columns (channel, row, column: 3 x 16 x 16) paired by mirroring: the left
+#: half's columns and, in the same order, their mirror images in the right half.
+_COLUMNS = np.arange(3 * WHOLE_SIZE * WHOLE_SIZE).reshape(3, WHOLE_SIZE, WHOLE_SIZE)
+LEFT = np.ascontiguousarray(_COLUMNS[..., :WHOLE_SIZE // 2].reshape(-1))
+RIGHT = np.ascontiguousarray(_COLUMNS[..., ::-1][..., :WHOLE_SIZE // 2].reshape(-1))
+
+
+def pairs_to_sum_difference(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 descriptors (N, 768) → their mirror pairs' sums and differences, float32
+    (N, 384) each: ``d·b = (S_d·S_b + A_d·A_b) / 2`` and ``mirror(d)·b = (S_d·S_b − A_d·A_b) / 2``
+    in exact arithmetic, so both orientations of a query are screened with two products of
+    half the length."""
+    left, right = d[:, LEFT], d[:, RIGHT]
+    return np.ascontiguousarray(left + right), np.ascontiguousarray(left - right)
+
+
+class SymmetricRows:
+    """Rows (M, 768) of mirror-symmetric descriptors held as their left halves (M, 384):
+    ``rows[i]`` gives the full float32 rows, equal to the stored ones bit for bit (a symmetric
+    part's mirror pairs are equal bit for bit: ``(x + mirror(x)) / 2``, its channel means and
+    norm are computed once for both of a pair)."""
+
+    def __init__(self, half: np.ndarray):
+        self.half = half
+
+    def __len__(self) -> int:
+        return len(self.half)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        h = self.half[rows]
+        full = np.empty((len(h), 3 * WHOLE_SIZE * WHOLE_SIZE), dtype=h.dtype)
+        full[:, LEFT], full[:, RIGHT] = h, h
+        return full
 
 
 @dataclass
@@ -41,8 +75,13 @@ class WholeIndex:
 
     variants: int             #: variants per photo; row r is photo r // variants, variant r % variants
     index: np.ndarray         #: float32 (rows, 768) descriptors
-    #: the same rows of each variant's symmetric part, ``(x + mirror(x)) / 2`` (``search_symmetric``)
-    symmetric: np.ndarray
+    #: the same rows of each variant's symmetric part, ``(x + mirror(x)) / 2`` (``search_symmetric``),
+    #: as their left halves (float32 (rows, 384))
+    symmetric: SymmetricRows
+    sums: np.ndarray          #: ``index``'s mirror pairs' sums, float32 (rows, 384) (``pairs_to_sum_difference``)
+    differences: np.ndarray   #: and differences
+    norm: float               #: a bound on ``index``'s row norms (``search.rows_to_max_norm``)
+    symmetric_norm: float     #: and on the symmetric rows'
 
 
 @dataclass(frozen=True)
@@ -68,14 +107,26 @@ def pixels_to_whole_index(pixels: np.ndarray) -> WholeIndex:
     """Index uint8 training pixels (M, V, H, W, 3), as they are and their symmetric parts."""
     m, v = pixels.shape[:2]
     index = np.zeros((m * v, 3 * WHOLE_SIZE * WHOLE_SIZE), dtype=np.float32)
-    symmetric = np.zeros_like(index)
+    half = np.zeros((m * v, len(LEFT)), dtype=np.float32)
     for s in range(0, m, CHUNK):
         block = pixels[s:s + CHUNK]
         # mirroring and area averaging commute: the symmetric parts are taken at 16x16
         x = pool(images_to_tensor(block.reshape(-1, *block.shape[2:])), WHOLE_SIZE)
         index[s * v:s * v + len(x)] = descriptors(x)
-        symmetric[s * v:s * v + len(x)] = descriptors(symmetric_part(x))
-    return WholeIndex(v, index, symmetric)
+        half[s * v:s * v + len(x)] = descriptors(symmetric_part(x))[:, LEFT]
+    return rows_to_whole_index(index, half, v)
+
+
+def rows_to_whole_index(index: np.ndarray, symmetric_half: np.ndarray, variants: int) -> WholeIndex:
+    """A ``WholeIndex`` of float32 descriptor rows (M, 768) and the left halves (M, 384) of their
+    symmetric parts' (whose mirror pairs are equal), ``variants`` rows per photo."""
+    index = np.ascontiguousarray(index, dtype=np.float32)
+    half = np.ascontiguousarray(symmetric_half, dtype=np.float32)
+    sums, differences = pairs_to_sum_difference(index)
+    # a full symmetric row's norm is sqrt(2) times its half's
+    symmetric_norm = rows_to_max_norm(torch.from_numpy(half)) * float(np.sqrt(2.0)) * (1.0 + 2.0 ** -40)
+    return WholeIndex(variants, index, SymmetricRows(half), sums, differences,
+                      rows_to_max_norm(torch.from_numpy(index)), symmetric_norm)
 
 
 def search_symmetric(index: WholeIndex, images: torch.Tensor) -> list[WholeMatch | None]:
@@ -85,10 +136,60 @@ def search_symmetric(index: WholeIndex, images: torch.Tensor) -> list[WholeMatch
     symmetric parts still agree."""
     if len(images) == 0 or len(index.symmetric) == 0:
         return [None] * len(images)
+    q = descriptors(symmetric_part(pool(images, WHOLE_SIZE)))
+    # both sides' mirror pairs are equal: the product is twice the halves' (exactly so, the
+    # float32 screen within the bound of a product of the full length)
+    margin = screen_margin(q, index.symmetric_norm)
+    half = torch.from_numpy(np.ascontiguousarray(index.symmetric.half))
+    found = []
+    for s0 in range(0, len(q), QUERY_CHUNK):
+        qc = q[s0:s0 + QUERY_CHUNK]
+        screen = torch.from_numpy(np.ascontiguousarray(qc[:, LEFT]) * np.float32(2.0)) @ half.T
+        found.append(top_k_screened(screen, margin[s0:s0 + QUERY_CHUNK], 1,
+                                    lambda i, cand, qc=qc: float64_scores(qc[i], index.symmetric, cand)))
+    sims, rows = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
     # the best row, ties by row: by photo, then variant
-    sims, rows = top_inner_products(descriptors(symmetric_part(pool(images, WHOLE_SIZE))), index.symmetric, 1)
     return [WholeMatch(int(r) // index.variants, int(r) % index.variants, False, float(s_))
             for s_, r in zip(sims[:, 0], rows[:, 0])]
+
+
+def _both_ways(index: WholeIndex, images: torch.Tensor, k: int) -> list[tuple[bool, np.ndarray, np.ndarray]]:
+    """The exact top ``k`` rows of ``index.index`` for each image as it is and mirrored
+    (``search.top_inner_products``'s scores and order: float64 products of the descriptors,
+    rounded to float32, ties by row), both screened from one product of the mirror pairs' sums
+    and one of their differences (``pairs_to_sum_difference``).
+
+    Error of the screen, with u = 2^-24 and ``‖·‖`` the L2 norm: the sums and differences
+    round by u each, their products of 384 terms by γ_384 over the sum of absolute products,
+    their sum by u; over both products the absolute products add up to at most ``2‖d‖‖b‖``
+    (Cauchy-Schwarz, ``‖S_d‖² + ‖A_d‖² = 2‖d‖²``), so the screen of the image as it is lies
+    within ``(γ_384 + 3u + O(u²))‖d‖‖b‖`` of its exact product, under ``screen_margin``'s
+    ``(γ_768 + 2u)‖d‖‖b‖``. The mirrored image's own descriptor (``whole_descriptors`` of the
+    mirrored pixels: pooled and normalised in another order) differs from ``d`` mirrored by
+    ``δ`` (measured per image in float64): its margin is raised by ``2 · 2 · δ · max‖b‖``."""
+    d = whole_descriptors(images)
+    dm = whole_descriptors(images.flip(-1))
+    mirrored = d.reshape(-1, 3, WHOLE_SIZE, WHOLE_SIZE)[..., ::-1].reshape(len(d), -1)
+    delta = np.linalg.norm(mirrored.astype(np.float64) - dm.astype(np.float64), axis=1) * (1.0 + 2.0 ** -40)
+    margin = screen_margin(d, index.norm)
+    margin_m = margin + 2.0 * 2.0 * delta * index.norm
+    sums, differences = torch.from_numpy(index.sums), torch.from_numpy(index.differences)
+    ds, da = pairs_to_sum_difference(d)
+    ds, da = ds * np.float32(0.5), da * np.float32(0.5)     # exact: a power of two
+    k = min(k, len(index.index))
+    out = {False: [], True: []}
+    for s0 in range(0, len(d), QUERY_CHUNK):
+        ps = torch.from_numpy(ds[s0:s0 + QUERY_CHUNK]) @ sums.T
+        pa = torch.from_numpy(da[s0:s0 + QUERY_CHUNK]) @ differences.T
+        as_is = ps + pa
+        mirror = ps.sub_(pa)
+        del pa
+        for flip, screen, m, q in ((False, as_is, margin, d), (True, mirror, margin_m, dm)):
+            qc = q[s0:s0 + QUERY_CHUNK]
+            out[flip].append(top_k_screened(screen, m[s0:s0 + QUERY_CHUNK], k,
+                                            lambda i, cand, qc=qc: float64_scores(qc[i], index.index, cand)))
+    return [(flip, np.concatenate([f[0] for f in out[flip]]), np.concatenate([f[1] for f in out[flip]]))
+            for flip in (False, True)]
 
 
 def search_whole(index: WholeIndex, images: torch.Tensor, photos: int,
@@ -101,11 +202,7 @@ def search_whole(index: WholeIndex, images: torch.Tensor, photos: int,
     if n == 0 or len(index.index) == 0 or photos <= 0:
         return out
     extra = max((len(e) for e in exclude), default=0) if exclude else 0
-    k = (photos + extra) * index.variants
-    hits = []
-    for flip, x in ((False, images), (True, images.flip(-1))):
-        sims, rows = top_inner_products(whole_descriptors(x), index.index, k)
-        hits.append((flip, sims, rows))
+    hits = _both_ways(index, images, (photos + extra) * index.variants)
     for i in range(n):
         best: dict[int, WholeMatch] = {}
         for flip, sims, rows in hits:
