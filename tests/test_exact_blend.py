@@ -224,3 +224,50 @@ def test_second_source_search_ranks_every_photo_by_least_squares(pictures):
         cols = [(a, 0)] + f
         fit = exact_pair_to_blend(q, np.stack([px[p, v] for p, v in cols]), np.array([p for p, _ in cols]))
         assert cols[fit.second][0] == b and fit.weight == pytest.approx(0.99, abs=2e-3)
+
+
+def test_least_squares_gains_are_exact_and_do_not_depend_on_the_batch():
+    """The products behind the second-source ranking are exact integers (float32 products of
+    4-bit digits up to ``FLOAT32_EXACT_TERMS`` values, float64 beyond), checked against int64
+    arithmetic at the extremes of uint8 images and their differences; and each gain is the same
+    to the last bit whether its query and candidate are ranked alone or among others, and equal
+    for equal candidates (duplicated training photos tie exactly, then rank by row)."""
+    from gandit.forensics.blend import (FLOAT32_EXACT_TERMS, integer_products, least_squares_gains,
+                                        pixels_to_search_sums, subsample)
+
+    rng = np.random.default_rng(41)
+    for n in (3072, FLOAT32_EXACT_TERMS, FLOAT32_EXACT_TERMS + 1, 12288):
+        c = rng.integers(0, 256, (40, n))
+        c[0], c[1] = 255, 0
+        x = rng.integers(-255, 256, (6, n))
+        x[0], x[1] = 255, -255
+        want = c.astype(np.int64) @ x.astype(np.int64).T
+        got = integer_products(c.astype(np.float64), x.astype(np.float64))
+        assert got.dtype == np.float64 and np.array_equal(got, want.astype(np.float64)), n
+    # gains: every query with every candidate at once, and each pair alone
+    q = rng.integers(0, 256, (5, 3072)).astype(np.float64)
+    a = rng.integers(0, 256, (5, 3072)).astype(np.float64)
+    c = rng.integers(0, 256, (30, 3072)).astype(np.float64)
+    c[7] = c[3]
+    d = q - a
+    full = least_squares_gains(d, a, c)
+    for i in range(5):
+        for r in (0, 3, 7, 29):
+            assert least_squares_gains(d[i:i + 1], a[i:i + 1], c[r:r + 1])[0, 0] == full[i, r]
+        assert full[i, 3] == full[i, 7]
+    # against the plain float64 definition (means removed), to rounding
+    dc = d - d.mean(axis=1, keepdims=True)
+    for i in range(5):
+        e = c - a[i]
+        e -= e.mean(axis=1, keepdims=True)
+        de = e @ dc[i]
+        plain = np.where(de > 0, de * de / (e * e).sum(axis=1), -1.0)
+        np.testing.assert_allclose(full[i], plain, rtol=1e-9)
+    # the rows' sums, given, change nothing
+    px = rng.integers(0, 256, (9, 2, 64, 64, 3), dtype=np.uint8)
+    sub = subsample(px)
+    assert np.array_equal(sub, px[:, :, ::2, ::2].reshape(18, -1))
+    cc, sc = pixels_to_search_sums(px)
+    assert np.array_equal(cc, (sub.astype(np.int64) ** 2).sum(axis=1)) and np.array_equal(sc, sub.sum(axis=1))
+    assert np.array_equal(least_squares_gains(d[:, :3072], a[:, :3072], sub.astype(np.float64), (cc, sc)),
+                          least_squares_gains(d[:, :3072], a[:, :3072], sub.astype(np.float64)))

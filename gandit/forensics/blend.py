@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.optimize import nnls
 
 #: Leaving a significant photo out multiplies the residual energy by at least this.
@@ -247,21 +248,83 @@ def exact_pair_to_blend(query: np.ndarray, sources: np.ndarray, photos: np.ndarr
                       min(without / max(with_b, 1e-12), 1e12))
 
 
-def least_squares_gains(d: np.ndarray, a: np.ndarray, c: np.ndarray) -> np.ndarray:
+def least_squares_gains(d: np.ndarray, a: np.ndarray, c: np.ndarray,
+                        sums: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """float64 (Q, R): the squared error that a least-squares multiple of ``c[r] - a[q]`` removes
     from ``d[q]``, each with its mean removed, or -1 where it removes none (``d``: what a main
-    source ``a`` leaves of an image, (Q, n); ``c``: candidate second sources, (R, n)). Means are
-    removed because a truncated mix is 0.5 lower on average than its rounded sources: with that
-    offset in the target, any brighter photo would outrank the true second source, as it explains
-    an offset and no pattern. Expanded into products with ``c`` so that many candidates cost one
-    matrix product per query block."""
+    source ``a`` leaves of an image, (Q, n); ``c``: candidate second sources, (R, n); all three
+    integer-valued, as uint8 images and their differences are). Means are removed because a
+    truncated mix is 0.5 lower on average than its rounded sources: with that offset in the
+    target, any brighter photo would outrank the true second source, as it explains an offset
+    and no pattern. ``sums``: each row of ``c``'s sum of squares and sum, where the caller has
+    them (``pixels_to_search_sums``).
+
+    Exact: with n values, ``n·|c - a|²`` (means removed) ``= n(c·c - 2c·a + a·a) - (Σc - Σa)²`` and
+    ``n·(c - a)·(d - mean d) = n(c·d - a·d) - Σd(Σc - Σa)`` are integers, every product and sum of
+    them exact in float64 (under 2^53) in any order (``integer_products``), so a gain is the one
+    rounding of ``(n·de)² / (n · n·ee)``: the same for any batch of queries or candidates, and
+    equal for equal candidates. Expanded into products with ``c`` so that many candidates cost
+    one matrix product per query block."""
     n = d.shape[1]
-    dc = d - d.mean(axis=1, keepdims=True)
-    aa, ma, da = (a * a).sum(axis=1), a.mean(axis=1), (dc * a).sum(axis=1)
-    cc, mc = (c * c).sum(axis=1), c.mean(axis=1)
-    ee = cc[:, None] - 2.0 * (c @ a.T) + aa[None] - n * (mc[:, None] - ma[None]) ** 2   # |c - a|^2, means removed
-    de = c @ dc.T - da[None]                                                           # (c - a) . (d - mean d)
-    return np.where((de > 0) & (ee > 0), de * de / np.maximum(ee, 1e-12), -1.0).T
+    sd, sa = d.sum(axis=1), a.sum(axis=1)
+    aa, ad = (a * a).sum(axis=1), (a * d).sum(axis=1)
+    if sums is None:
+        cf = np.asarray(c, dtype=np.float64)
+        sums = (cf * cf).sum(axis=1), cf.sum(axis=1)
+    cc, sc = sums
+    products = integer_products(c, np.concatenate([a, d]))                    # (R, 2Q)
+    ca, cd = products[:, :len(a)], products[:, len(a):]
+    diff = sc[:, None] - sa[None]
+    nee = n * (cc[:, None] - 2.0 * ca + aa[None]) - diff * diff
+    nde = n * (cd - ad[None]) - sd[None] * diff
+    return np.where((nde > 0) & (nee > 0), nde * nde / (n * np.maximum(nee, 1.0)), -1.0).T
+
+
+#: ``integer_products`` uses float32 products while every partial sum stays an integer below
+#: 2^24: 255 x 16 x n for a 4-bit digit against a uint8 value.
+FLOAT32_EXACT_TERMS = (1 << 24) // (255 * 16)
+
+
+def integer_products(c: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``c @ x.T`` (float64 (R, Q)) of integer-valued ``c`` (R, n) in [0, 255] and ``x`` (Q, n) in
+    [-255, 255], exactly. Up to ``FLOAT32_EXACT_TERMS`` values, by float32 products (half the
+    memory of float64, on torch's threads) of ``x``'s base-16 digits (``x = 16·hi + lo``, ``lo`` in
+    [0, 15], ``hi`` in [-16, 15]): every partial sum of such a product is an integer below 2^24,
+    exact in float32 in any order. Longer rows by float64 products, exact below 2^53."""
+    n = c.shape[1]
+    if n > FLOAT32_EXACT_TERMS or torch.get_float32_matmul_precision() != "highest":
+        # torch's product (its threads are the caller's; numpy's BLAS would start its own)
+        return (torch.from_numpy(np.asarray(c, dtype=np.float64))
+                @ torch.from_numpy(np.asarray(x, dtype=np.float64)).T).numpy()
+    hi = np.floor_divide(x, 16)
+    lo = x - 16 * hi
+    digits = torch.from_numpy(np.concatenate([hi, lo]).astype(np.float32))
+    out = (torch.from_numpy(np.asarray(c, dtype=np.float32)) @ digits.T).numpy().astype(np.float64)
+    q = len(x)
+    return 16.0 * out[:, :q] + out[:, q:]
+
+
+def pixels_to_search_sums(pixels: np.ndarray, step: int = EXACT_SEARCH_STEP) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``second_source_candidates``'s search (uint8 ``pixels`` (M, V, H, W, 3), every
+    ``step``-th pixel, row = photo * V + variant): its sum of squares and its sum, float64 (M*V,),
+    exact integers."""
+    m, v = pixels.shape[:2]
+    cc, sc = np.zeros(m * v), np.zeros(m * v)
+    for s0 in range(0, m, EXACT_SEARCH_CHUNK):
+        c = subsample(pixels[s0:s0 + EXACT_SEARCH_CHUNK], step).astype(np.int64)
+        cc[s0 * v:s0 * v + len(c)] = np.einsum("ij,ij->i", c, c)
+        sc[s0 * v:s0 * v + len(c)] = c.sum(axis=1)
+    return cc, sc
+
+
+def subsample(pixels: np.ndarray, step: int = EXACT_SEARCH_STEP) -> np.ndarray:
+    """uint8 images (..., H, W, C) → every ``step``-th pixel of each, (rows, H/step * W/step * C)
+    contiguous: ``pixels[..., ::step, ::step, :]`` flattened (copied a pixel at a time, 1.5x
+    faster than numpy's copy of the strided view, which moves one channel at a time)."""
+    h, w, ch = pixels.shape[-3:]
+    px = np.ascontiguousarray(pixels).reshape(-1, h, w, ch)
+    pixel = px.view(np.dtype((np.void, ch))).reshape(len(px), h, w)
+    return np.ascontiguousarray(pixel[:, ::step, ::step]).view(np.uint8).reshape(len(px), -1)
 
 
 def second_source_possible(query: np.ndarray, main: np.ndarray) -> bool:
@@ -278,13 +341,15 @@ def second_source_possible(query: np.ndarray, main: np.ndarray) -> bool:
 
 
 def second_source_candidates(queries: np.ndarray, mains: np.ndarray, pixels: np.ndarray, exclude: np.ndarray,
-                             k: int = EXACT_CANDIDATES) -> list[list[tuple[int, int]]]:
+                             k: int = EXACT_CANDIDATES,
+                             sums: tuple[np.ndarray, np.ndarray] | None = None) -> list[list[tuple[int, int]]]:
     """For uint8 images ``queries`` (Q, H, W, 3) and the exact render of each one's main source
     ``mains`` (Q, H, W, 3): the ``k`` training photos of ``pixels`` (M, V, H, W, 3) whose
     variants best explain what the main source leaves (``query - main``) by least squares, means
     removed, as (photo, variant), best first; photo ``exclude[q]`` is skipped. Exhaustive over
     every photo, on every ``EXACT_SEARCH_STEP``-th pixel, float64 (deterministic). The same
-    ranking as ``exact_pair_to_blend``'s, batched over queries and photos. Pure."""
+    ranking as ``exact_pair_to_blend``'s, batched over queries and photos. ``sums``: the rows'
+    ``pixels_to_search_sums``, where the caller keeps them (computed here when None). Pure."""
     qn = len(queries)
     if qn == 0 or len(pixels) == 0:
         return [[] for _ in range(qn)]
@@ -293,13 +358,14 @@ def second_source_candidates(queries: np.ndarray, mains: np.ndarray, pixels: np.
     a = mains[:, ::st, ::st].reshape(qn, -1).astype(np.float64)
     d = q - a
     m, v = pixels.shape[:2]
+    cc, sc = sums if sums is not None else pixels_to_search_sums(pixels, st)
     keep = k * v                                           # rows kept: k photos even if all variants rank
     best_gain = np.full((qn, keep), -1.0)
     best_row = np.full((qn, keep), -1, np.int64)
     for s0 in range(0, m, EXACT_SEARCH_CHUNK):
-        c = pixels[s0:s0 + EXACT_SEARCH_CHUNK, :, ::st, ::st].reshape(-1, q.shape[1]).astype(np.float64)
-        gain = least_squares_gains(d, a, c)                 # (Q, rows)
+        c = subsample(pixels[s0:s0 + EXACT_SEARCH_CHUNK], st)
         rows = np.arange(s0 * v, s0 * v + c.shape[0])
+        gain = least_squares_gains(d, a, c, (cc[rows], sc[rows]))     # (Q, rows)
         gain[(rows[None] // v) == exclude[:, None]] = -1.0
         allg = np.concatenate([best_gain, gain], axis=1)
         allr = np.concatenate([best_row, np.broadcast_to(rows, gain.shape)], axis=1)
