@@ -316,9 +316,9 @@ def pixels_to_search_sums(pixels: np.ndarray, step: int = EXACT_SEARCH_STEP) -> 
     m, v = pixels.shape[:2]
     cc, sc = np.zeros(m * v), np.zeros(m * v)
     for s0 in range(0, m, EXACT_SEARCH_CHUNK):
-        c = subsample(pixels[s0:s0 + EXACT_SEARCH_CHUNK], step).astype(np.int64)
-        cc[s0 * v:s0 * v + len(c)] = np.einsum("ij,ij->i", c, c)
-        sc[s0 * v:s0 * v + len(c)] = c.sum(axis=1)
+        c = subsample(pixels[s0:s0 + EXACT_SEARCH_CHUNK], step).astype(np.uint16)    # squares fit
+        cc[s0 * v:s0 * v + len(c)] = (c * c).sum(axis=1, dtype=np.int64)
+        sc[s0 * v:s0 * v + len(c)] = c.sum(axis=1, dtype=np.int64)
     return cc, sc
 
 
