@@ -7,8 +7,8 @@ are random crops (40-100% of the area) of the corpus's real photos (``benchmarks
 each in both preprocessing variants at 64x64, with seeded random unit vectors standing in for
 the Inception features (the nearest-neighbour search costs the same). The submission is
 ``--queries`` images: honest held-out photos, copies, 0.7/0.3 blends and crops of the
-synthetic training photos, in equal parts (``--kinds`` picks some of them: ``honest`` times an
-honest submission).
+synthetic training photos, in equal parts and a seeded random order (``--kinds`` picks some of
+them: ``honest`` times an honest submission).
 
 It times what the audit adds to a plain FID/MiFID run, in the order the audit runs it:
 the box index (as ``audit.train_to_box_index`` builds it: an inverted file from
@@ -90,12 +90,15 @@ KINDS = ("honest", "copy", "blend70", "crop")
 
 def queries(rng, honest: list[np.ndarray], train: TrainFeatures, count: int,
             kinds: tuple[str, ...] = KINDS) -> tuple[list[np.ndarray], list[tuple[str, tuple[int, ...]]]]:
-    """The submitted images and their truth, ``kinds`` in turn: (kind, source photos), where an
-    honest image's "source" is its index in ``honest`` (no training photo)."""
+    """The submitted images and their truth, ``kinds`` in equal parts in a seeded random order:
+    (kind, source photos), where an honest image's "source" is its index in ``honest`` (no
+    training photo). Not in turn: the analysis's batches take every m-th image, and with as many
+    batches as kinds each batch would hold one kind, the slowest kinds' batches setting the time."""
     out, truth = [], []
     m = len(train.relpaths)
+    order = rng.permutation(count)
     for i in range(count):
-        kind = kinds[i % len(kinds)]
+        kind = kinds[int(order[i]) % len(kinds)]
         if kind == "honest":
             h = int(rng.integers(len(honest)))
             out.append(preprocess(honest[h], "center-crop", SIZE))
