@@ -10,12 +10,15 @@ the 18 missed 0.7/0.3 blends the box search proposed neither source, while the e
 correlation below ranked a true source first in 11 of them). Here every variant is one row,
 area-averaged to ``WHOLE_SIZE`` x ``WHOLE_SIZE`` (per-channel mean removed, unit norm, so an
 inner product is the normalised correlation of ``align.correlation``), searched exactly
-(``search.top_inner_products``: a query's matches do not depend on the batch it is searched
-in): ``V`` rows per photo, 768 float32 each (20,000 photos, two variants: 123 MB). A second
-index holds the same rows of each variant's symmetric part (``symmetric_part``, another
-123 MB): a photo mixed with its own mirror image, ``w * a + (1 - w) * mirror(a)``, has the
-symmetric part of ``a`` whatever ``w``, where it may be near neither orientation of ``a``
-itself (``search_symmetric``). Pure: arrays in, arrays out.
+(ranked by float64 products, as ``search.top_inner_products`` ranks: a query's matches do not
+depend on the batch it is searched in): ``V`` rows per photo, 768 float32 each (20,000 photos,
+two variants: 123 MB), and their mirror pairs' sums and differences (another 123 MB), from which
+float32 products of half the length screen both orientations at once (``_both_ways``). A second
+index holds the same rows of each variant's symmetric part (``symmetric_part``; its mirror
+pairs are equal, so only their left halves are kept: 61 MB): a photo mixed with its own mirror
+image, ``w * a + (1 - w) * mirror(a)``, has the symmetric part of ``a`` whatever ``w``, where
+it may be near neither orientation of ``a`` itself (``search_symmetric``). Pure: arrays in,
+arrays out.
 """
 
 from __future__ import annotations
