@@ -271,3 +271,34 @@ def test_least_squares_gains_are_exact_and_do_not_depend_on_the_batch():
     assert np.array_equal(cc, (sub.astype(np.int64) ** 2).sum(axis=1)) and np.array_equal(sc, sub.sum(axis=1))
     assert np.array_equal(least_squares_gains(d[:, :3072], a[:, :3072], sub.astype(np.float64), (cc, sc)),
                           least_squares_gains(d[:, :3072], a[:, :3072], sub.astype(np.float64)))
+
+
+def test_the_exact_tests_cheap_bound_never_turns_away_a_weight_that_reaches_the_count():
+    """``exact_weight_possible`` is a necessary condition: wherever ``exact_weight`` makes
+    ``count`` values hold, it says possible (random mixes, random and near-exact images, both
+    roundings, the count at the best weight's exactly); and it turns away a wrong candidate whose
+    values cannot meet at one weight, as most of the exact test's prefilter candidates are."""
+    from gandit.forensics.blend import exact_weight_possible
+
+    rng = np.random.default_rng(43)
+    for trial in range(400):
+        n = int(rng.integers(1, 600))
+        a, b = rng.integers(0, 256, n), rng.integers(0, 256, n)
+        w = float(rng.choice([0.99, 0.9, 0.7, 0.5, rng.random()]))
+        offset = float(rng.choice([0.5, 0.0]))
+        q = np.floor(w * a + (1 - w) * b + offset) if trial % 3 else rng.integers(0, 256, n)
+        if trial % 5 == 0:
+            q = a + rng.integers(-2, 3, n)                     # a near-exact image, a wrong candidate
+        d, e = (q - a).astype(np.int64), (b - a).astype(np.int64)
+        count, _ = exact_weight(d, e, offset)
+        assert exact_weight_possible(d, e, offset, count)
+        assert exact_weight_possible(d, e, offset, max(count - 5, 0))
+    # values that each hold at some weight, but at weights spread over [0.05, 0.95]: 92% of them
+    # cannot hold at one weight
+    e = rng.integers(100, 256, 1536) * rng.choice([-1, 1], 1536)
+    d = np.floor(rng.uniform(0.05, 0.95, 1536) * e + 0.5).astype(np.int64)
+    assert exact_weight(d, e, 0.5)[0] < 1414 and not exact_weight_possible(d, e, 0.5, 1414)
+    # and a near-exact image against an unrelated photo
+    a, b = rng.integers(0, 256, 1536), rng.integers(0, 256, 1536)
+    d, e = rng.integers(-2, 3, 1536), b - a
+    assert exact_weight(d, e, 0.5)[0] < 1414 and not exact_weight_possible(d, e, 0.5, 1414)
