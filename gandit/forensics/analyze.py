@@ -173,7 +173,7 @@ class TrainPixels:
 
     def search_sums(self) -> tuple[np.ndarray, np.ndarray]:
         """Each variant's sums for the search of second sources over every photo
-        (``blend.second_source_candidates``), made once (0.3 s at 20,000 photos; each worker
+        (``blend.second_source_candidates``), made once (0.5 s at 20,000 photos; each worker
         process makes its own where it needs them)."""
         if self._search_sums is None:
             self._search_sums = pixels_to_search_sums(self.pixels)
