@@ -377,15 +377,16 @@ def second_source_candidates(queries: np.ndarray, mains: np.ndarray, pixels: np.
     ``mains`` (Q, H, W, 3): the ``k`` training photos of ``pixels`` (M, V, H, W, 3) whose
     variants best explain what the main source leaves (``query - main``) by least squares, means
     removed, as (photo, variant), best first; photo ``exclude[q]`` is skipped. Exhaustive over
-    every photo, on every ``EXACT_SEARCH_STEP``-th pixel, float64 (deterministic). The same
-    ranking as ``exact_pair_to_blend``'s, batched over queries and photos. ``sums``: the rows'
+    every photo, on every ``EXACT_SEARCH_STEP``-th pixel, in exact integer arithmetic
+    (``least_squares_gains``: a query's ranking does not depend on the others searched with
+    it). The same ranking as ``exact_pair_to_blend``'s, batched over queries and photos. ``sums``: the rows'
     ``pixels_to_search_sums``, where the caller keeps them (computed here when None). Pure."""
     qn = len(queries)
     if qn == 0 or len(pixels) == 0:
         return [[] for _ in range(qn)]
     st = EXACT_SEARCH_STEP
-    q = queries[:, ::st, ::st].reshape(qn, -1).astype(np.float64)
-    a = mains[:, ::st, ::st].reshape(qn, -1).astype(np.float64)
+    q = subsample(queries, st).astype(np.float64)
+    a = subsample(mains, st).astype(np.float64)
     d = q - a
     m, v = pixels.shape[:2]
     cc, sc = sums if sums is not None else pixels_to_search_sums(pixels, st)
